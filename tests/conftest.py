@@ -1,0 +1,27 @@
+"""Shared test fixtures: small spaces and tiny versions of every registered encoder."""
+import pytest
+import torch
+
+from core import InvarianceSpace, build_encoder
+
+AUDIO_NAMES = ["pitch_shift", "fade_in", "fade_out", "noise", "time_mask", "time_shift", "time_stretch"]
+
+# Tiny but structurally complete settings for each registered encoder (3x32x32 input).
+TINY = {
+    "hyper_resnet18": {"in_chans": 3, "width": 8},
+    "hyper_resnet50": {"in_chans": 3, "width": 4},
+    "resnet18": {"in_chans": 3, "width": 8},
+    "resnet50": {"in_chans": 3, "width": 4},
+    "prompt_vit_small": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "num_prompts": 4},
+    "prompt_vit_base": {"img_size": 32, "patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 4, "num_prompts": 4},
+}
+
+
+@pytest.fixture
+def audio_space() -> InvarianceSpace:
+    return InvarianceSpace(AUDIO_NAMES, min_active=2)
+
+
+def tiny_encoder(name: str, space: InvarianceSpace, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_encoder(name, space, **TINY[name])
