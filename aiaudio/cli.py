@@ -11,7 +11,8 @@ import sys
 import torch
 
 from aiaudio.space import FREQUENCY_GROUP, TIME_GROUP, audio_space
-from core import build_encoder, list_encoders
+from core import build_encoder
+from core.cli import add_encoders_command, run_cli
 from core.demo import demo_report
 
 
@@ -55,12 +56,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_encoders(args: argparse.Namespace) -> int:
-    for name in list_encoders():
-        print(name)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiaudio", description="Amortised invariance learning for audio.")
     sub = parser.add_subparsers(dest="command")
@@ -71,18 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=200, help="spectrogram frames (200 ~ 6.4 s at hop 512, 16 kHz)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
-    enc = sub.add_parser("encoders", help="list the registered encoders")
-    enc.set_defaults(func=cmd_encoders)
+    add_encoders_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    return args.func(args)
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

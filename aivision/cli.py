@@ -11,7 +11,8 @@ import sys
 import torch
 
 from aivision.space import group_space
-from core import build_encoder, list_encoders
+from core import build_encoder
+from core.cli import add_encoders_command, run_cli
 from core.demo import demo_report
 
 DEMO_ENCODERS = {
@@ -52,12 +53,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_encoders(args: argparse.Namespace) -> int:
-    for name in list_encoders():
-        print(name)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aivision", description="Amortised invariance learning for images.")
     sub = parser.add_subparsers(dest="command")
@@ -67,18 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch", type=int, default=8)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
-    enc = sub.add_parser("encoders", help="list the registered encoders")
-    enc.set_defaults(func=cmd_encoders)
+    add_encoders_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    return args.func(args)
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":
