@@ -83,6 +83,9 @@ def test_mixed_batch_equals_per_sample(name, audio_space):
         single = torch.cat([enc(x[i : i + 1], inv[i]) for i in range(6)])
         shared = enc(x, table[3])
     torch.testing.assert_close(batched, single, atol=1e-9, rtol=1e-9)
+    with torch.no_grad():  # float32 descriptors are cast to the model's dtype
+        torch.testing.assert_close(enc(x, table[3].float()), shared, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(enc.specialise(table[3].float())(x), shared, atol=1e-9, rtol=1e-9)
     torch.testing.assert_close(batched[[0, 2, 5]], shared[[0, 2, 5]], atol=1e-9, rtol=1e-9)
 
 
@@ -161,3 +164,19 @@ def test_generator_rejects_bad_options(audio_space):
         build_encoder("hyper_resnet18", audio_space, generator="dense")
     with pytest.raises(ValueError, match="base_fraction"):
         build_encoder("hyper_resnet18", audio_space, base_fraction=1.0)
+
+
+@pytest.mark.parametrize("name", AMORTISED)
+def test_bf16_autocast_matches_float32(name, audio_space):
+    """The engine runs encoders under bf16 autocast on GPU; CPU autocast takes the same
+    dtype path through generated kernels and prompt tokens."""
+    enc = tiny_encoder(name, audio_space).eval()
+    x = torch.randn(4, 3, 32, 32)
+    inv = audio_space.descriptors[[5, 5, 60, 60]]
+    with torch.no_grad():
+        ref = enc(x, inv)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = enc(x, inv)
+    assert low.dtype in (torch.bfloat16, torch.float32)
+    cos = torch.nn.functional.cosine_similarity(low.float(), ref, dim=1)
+    assert cos.min() > 0.99

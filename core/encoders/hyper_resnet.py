@@ -146,7 +146,7 @@ class HyperResNet(InvarianceEncoder):
 
     def forward(self, x: Tensor, inv: Tensor) -> Tensor:
         """Features ``(B, num_features)`` of ``x`` ``(B, C, H, W)`` under ``inv`` ``(K,)`` or ``(B, K)``."""
-        inv = self.check_descriptor(inv, x)
+        inv = self.check_descriptor(inv, x).to(self.conv1.weight.dtype)
         groups = group_descriptors(inv, x.shape[0])
         x = groups.sort(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -157,7 +157,7 @@ class HyperResNet(InvarianceEncoder):
     def generate_kernels(self, inv: Tensor) -> dict[str, Tensor]:
         """Every generated kernel for one descriptor ``(K,)``, keyed by torchvision-style
         module path (e.g. ``"layer2.0.downsample.0"``), each ``(out, in, k, k)``."""
-        inv = self._single_descriptor(inv).to(self.conv1.weight.device).unsqueeze(0)
+        inv = self._single_descriptor(inv).to(self.conv1.weight).unsqueeze(0)
         kernels = {}
         with torch.no_grad():
             for path, block in self.blocks():
@@ -170,7 +170,7 @@ class HyperResNet(InvarianceEncoder):
         """A plain :class:`ResNet` with the kernels for ``inv`` ``(K,)`` baked in.
 
         Stem and BatchNorm parameters and running statistics are copied; the result has the
-        same device and train/eval mode as this encoder, and in eval mode
+        same device, dtype and train/eval mode as this encoder, and in eval mode
         ``specialise(d)(x)`` equals ``self(x, d)``.
         """
         state = {
@@ -179,9 +179,9 @@ class HyperResNet(InvarianceEncoder):
             if ".generator." not in key and ".embed." not in key
         }
         state.update({f"{path}.weight": k for path, k in self.generate_kernels(inv).items()})
-        plain = ResNet(self.depth, self.config["in_chans"], self.config["width"])
-        plain.load_state_dict(state, strict=True)
-        return plain.to(self.conv1.weight.device).train(self.training)
+        plain = ResNet(self.depth, self.config["in_chans"], self.config["width"]).to(self.conv1.weight)
+        plain.load_state_dict(state, strict=True)  # after .to(): no rounding through float32
+        return plain.train(self.training)
 
     def export_torchvision(self, inv: Tensor) -> dict[str, Tensor]:
         """State dict for ``torchvision.models.resnet18/50`` with ``conv1`` adapted to
