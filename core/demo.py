@@ -32,12 +32,13 @@ def descriptor_effects(
     if reference not in descriptors:
         raise ValueError(f"reference {reference!r} is not among the descriptors {list(descriptors)}")
     encoder.eval()
-    ref = encoder(x, descriptors[reference])
     kernels = getattr(encoder, "generate_kernels", None)
-    ref_kernels = torch.cat([k.flatten() for k in kernels(descriptors[reference]).values()]) if kernels else None
+    flat_kernels = lambda d: torch.cat([k.flatten() for k in kernels(d).values()])  # noqa: E731
+    ref = encoder(x, descriptors[reference])
+    ref_kernels = flat_kernels(descriptors[reference]) if kernels else None
     rows = []
     for label, d in descriptors.items():
-        z = encoder(x, d)
+        z = ref if label == reference else encoder(x, d)
         row = {
             "label": label,
             "descriptor": [round(float(v), 3) for v in d],
@@ -45,7 +46,7 @@ def descriptor_effects(
             "feature_change": float((z - ref).norm() / ref.norm()),
         }
         if kernels:
-            k = torch.cat([w.flatten() for w in kernels(d).values()])
+            k = ref_kernels if label == reference else flat_kernels(d)
             row["kernel_change"] = float((k - ref_kernels).norm() / ref_kernels.norm())
         rows.append(row)
     return rows
@@ -77,7 +78,7 @@ def specialise_check(encoder: InvarianceEncoder, x: Tensor, d: Tensor, repeats: 
     encoder.eval()
     plain = encoder.specialise(d)
 
-    def best_time(fn) -> float:
+    def best_time(fn) -> tuple[float, Tensor]:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()

@@ -96,7 +96,7 @@ class InvarianceEncoder(nn.Module, ABC):
         """
 
     def check_descriptor(self, inv: Tensor | list[float], x: Tensor | None = None) -> Tensor:
-        """Validate ``inv`` against the space and move it to ``x``'s device (kept float32)."""
+        """Validate ``inv`` and move it to ``x``'s device and the encoder's parameter dtype."""
         inv = self.space.check(inv)
         if x is not None:
             if inv.dim() == 2 and inv.shape[0] != x.shape[0]:
@@ -104,7 +104,7 @@ class InvarianceEncoder(nn.Module, ABC):
                     f"a batch of descriptors must have one row per input: got {inv.shape[0]} "
                     f"rows for a batch of {x.shape[0]}"
                 )
-            inv = inv.to(device=x.device)
+            inv = inv.to(device=x.device, dtype=self._parameter_dtype())
         return inv
 
     def _single_descriptor(self, inv: Tensor | list[float]) -> Tensor:
@@ -113,4 +113,9 @@ class InvarianceEncoder(nn.Module, ABC):
             raise ValueError(
                 f"specialise takes one descriptor of shape ({self.space.dim},), got {tuple(inv.shape)}"
             )
-        return inv.detach()
+        first = next(self.parameters())
+        return inv.detach().to(device=first.device, dtype=first.dtype)
+
+    def _parameter_dtype(self) -> torch.dtype:
+        # float32 under autocast too: autocast casts inside the ops, not the parameters
+        return next(self.parameters()).dtype

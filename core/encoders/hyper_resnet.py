@@ -146,7 +146,7 @@ class HyperResNet(InvarianceEncoder):
 
     def forward(self, x: Tensor, inv: Tensor) -> Tensor:
         """Features ``(B, num_features)`` of ``x`` ``(B, C, H, W)`` under ``inv`` ``(K,)`` or ``(B, K)``."""
-        inv = self.check_descriptor(inv, x).to(self.conv1.weight.dtype)
+        inv = self.check_descriptor(inv, x)
         groups = group_descriptors(inv, x.shape[0])
         x = groups.sort(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -157,7 +157,7 @@ class HyperResNet(InvarianceEncoder):
     def generate_kernels(self, inv: Tensor) -> dict[str, Tensor]:
         """Every generated kernel for one descriptor ``(K,)``, keyed by torchvision-style
         module path (e.g. ``"layer2.0.downsample.0"``), each ``(out, in, k, k)``."""
-        inv = self._single_descriptor(inv).to(self.conv1.weight).unsqueeze(0)
+        inv = self._single_descriptor(inv).unsqueeze(0)
         kernels = {}
         with torch.no_grad():
             for path, block in self.blocks():

@@ -164,7 +164,7 @@ class PromptViT(InvarianceEncoder):
 
     def invariance_tokens(self, inv: Tensor) -> Tensor:
         """Descriptors ``(U, K)`` -> invariance tokens ``(U, D)`` (no validation)."""
-        return self.prompt(inv.to(self.prompt.weight2.dtype))
+        return self.prompt(inv)
 
     def forward(self, x: Tensor, inv: Tensor) -> Tensor:
         """Features ``(B, D)`` of ``x`` ``(B, C, H, W)`` under ``inv`` ``(K,)`` or ``(B, K)``."""
@@ -180,7 +180,7 @@ class PromptViT(InvarianceEncoder):
 
     def specialise(self, inv: Tensor) -> SpecialisedPromptViT:
         """An independent module ``x -> self(x, inv)``: a copy of this ViT with the token cached."""
-        inv = self._single_descriptor(inv).to(self.prompt.weight2.device)
+        inv = self._single_descriptor(inv)
         with torch.no_grad():
             token = self.invariance_tokens(inv.unsqueeze(0))
         return SpecialisedPromptViT(copy.deepcopy(self.vit), token).train(self.training)
