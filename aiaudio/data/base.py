@@ -1,0 +1,129 @@
+"""The dataset contract every audio reader follows.
+
+A reader turns a dataset's published on-disk layout into an ``AudioDataset``: a list of
+``AudioRecord`` (file + label indices + metadata) plus the class names. ``load(i)`` returns
+the clip as a mono float32 numpy array at ``sample_rate``; ``__getitem__`` wraps it as
+``(torch.Tensor (T,), label)``. Training crops and evaluation pieces are separate wrappers
+(``aiaudio.data.crops``) so that every reader gets them for free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class BadAudioError(RuntimeError):
+    """An audio file is unreadable, empty or contains non-finite samples (message names it)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AudioRecord:
+    """One clip.
+
+    Attributes:
+        path: audio file, or None for clips served from memory.
+        label: index into the dataset's ``class_names``; -1 when unlabelled.
+        labels: all label indices (several for multi-label FSD50K; ``(label,)`` otherwise).
+        meta: every metadata field the layout provides (fold, split, pitch, mids, ...).
+    """
+    path: Path | None
+    label: int
+    labels: tuple[int, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class AudioDataset(Dataset):
+    """Clips of one dataset (or a subset of it), decoded on demand.
+
+    Args:
+        name: dataset name (e.g. ``"esc50"``).
+        records: the clips.
+        class_names: label vocabulary; ``record.label`` indexes it.
+        sample_rate: rate every clip is resampled to.
+        cache: optional ``aiaudio.data.cache.AudioCache`` of decoded, resampled arrays.
+        root: dataset directory (for messages).
+    """
+
+    def __init__(self, name: str, records: Sequence[AudioRecord], class_names: Sequence[str],
+                 sample_rate: int = 16000, cache: Any = None, root: str | Path | None = None) -> None:
+        self.name = name
+        self.records = list(records)
+        self.class_names = list(class_names)
+        self.sample_rate = int(sample_rate)
+        self.cache = cache
+        self.root = Path(root) if root is not None else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``(N,)`` int64 label index per clip (-1 when unlabelled)."""
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
+    def load(self, index: int) -> np.ndarray:
+        """Clip ``index`` as mono float32 ``(T,)`` at ``sample_rate``.
+
+        Raises:
+            BadAudioError: the file is unreadable, empty or non-finite (names the file).
+        """
+        from aiaudio.data.audio_io import decode_audio
+
+        path = self.records[index].path
+        if path is None:
+            raise NotImplementedError(f"{type(self).__name__} serves clips from memory but does not override load()")
+        if self.cache is not None:
+            return self.cache.get_or_decode(path, self.sample_rate, decode_audio)
+        return decode_audio(path, self.sample_rate)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(self.load(index)), self.records[index].label
+
+    def subset(self, indices: Sequence[int]) -> "AudioDataset":
+        """A dataset over ``records[indices]`` sharing class names, rate and cache."""
+        out = self._copy_empty()
+        out.records = [self.records[i] for i in indices]
+        return out
+
+    def with_classes(self, classes: Sequence[str]) -> "AudioDataset":
+        """Clips whose label is in ``classes``, relabelled 0..len(classes)-1 in that order.
+
+        Raises:
+            KeyError: a class name the dataset does not have (names it and the dataset).
+        """
+        index = {c: i for i, c in enumerate(self.class_names)}
+        missing = [c for c in classes if c not in index]
+        if missing:
+            raise KeyError(f"{self.name}: unknown class {missing[0]!r} ({len(missing)} missing)")
+        remap = {index[c]: j for j, c in enumerate(classes)}
+        out = self._copy_empty()
+        out.class_names = list(classes)
+        out.records = [
+            AudioRecord(r.path, remap[r.label], tuple(remap[l] for l in r.labels if l in remap), r.meta)
+            for r in self.records if r.label in remap
+        ]
+        return out
+
+    def _copy_empty(self) -> "AudioDataset":
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.records = []
+        return out
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, clips={len(self)}, "
+                f"classes={self.num_classes}, sample_rate={self.sample_rate})")
