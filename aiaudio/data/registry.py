@@ -1,0 +1,110 @@
+"""Dataset specs: ``name:path?key=value&key=value`` -> the matching reader.
+
+Examples: ``esc50:/data/ESC-50``, ``esc50:/data/ESC-50?folds=1,2,3&label_column=target``,
+``nsynth:/data/nsynth?split=test``, ``folder:C:\\audio\\mine``, ``synthetic?clips=64``.
+The name ends at the first ``:`` (so Windows drive letters and later colons stay in the
+path) and the options start at the first ``?`` (paths containing ``?`` are not supported).
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable
+
+from aiaudio.data.base import AudioDataset
+from aiaudio.data.cache import AudioCache
+from aiaudio.data.esc50 import read_esc50
+from aiaudio.data.folder import read_folder
+from aiaudio.data.fsd50k import read_fsd50k
+from aiaudio.data.fsdkaggle import read_fsdkaggle
+from aiaudio.data.nsynth import read_nsynth
+from aiaudio.data.voxceleb import read_voxceleb
+
+
+def read_synthetic_lazy(root: str | Path | None = None, sample_rate: int = 16000, cache: Any = None,
+                        **options: Any) -> AudioDataset:
+    """The in-memory synthetic dataset (``aiaudio.data.synthetic``), imported on first use."""
+    from aiaudio.data.synthetic import read_synthetic
+
+    return read_synthetic(root, sample_rate=sample_rate, cache=cache, **options)
+
+
+READERS: dict[str, Callable[..., AudioDataset]] = {
+    "fsd50k": read_fsd50k,
+    "esc50": read_esc50,
+    "nsynth": read_nsynth,
+    "voxceleb": read_voxceleb,
+    "fsdkaggle": read_fsdkaggle,
+    "folder": read_folder,
+    "synthetic": read_synthetic_lazy,
+}
+
+
+def parse_value(text: str) -> Any:
+    """An option value: bool (true/false/yes/no), None (none/null), int, float, a list when it
+    contains commas (items parsed the same way), else the string itself."""
+    if "," in text:
+        return [parse_value(item) for item in text.split(",") if item != ""]
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes"):
+        return True
+    if lowered in ("false", "no"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """Split ``name:path?key=value&...`` into ``(name, path or None, options)``.
+
+    Raises:
+        ValueError: empty or unknown name (lists the available ones) or a malformed option.
+    """
+    body, _, query = spec.partition("?")
+    name, _, path = body.partition(":")
+    name = name.strip().lower()
+    if name not in READERS:
+        raise ValueError(f"unknown dataset {name!r} in spec {spec!r}; available: {', '.join(READERS)} "
+                         f"(write name:path, e.g. esc50:/data/ESC-50)")
+    options: dict[str, Any] = {}
+    for pair in filter(None, query.split("&")):
+        key, eq, value = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"option {pair!r} in spec {spec!r} is not key=value")
+        if key in options:
+            raise ValueError(f"option {key!r} given twice in spec {spec!r}")
+        options[key] = parse_value(value)
+    return name, (path.strip() or None), options
+
+
+def _check_options(name: str, reader: Callable[..., AudioDataset], options: dict[str, Any]) -> None:
+    parameters = inspect.signature(reader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    allowed = [p.name for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = [key for key in options if key not in allowed]
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no option {unknown[0]!r}; its options: {allowed or 'none'}")
+
+
+def open_dataset(spec: str, sample_rate: int = 16000, cache: AudioCache | str | Path | None = None) -> AudioDataset:
+    """Open the dataset a spec string names.
+
+    Args:
+        spec: ``name:path?key=value&...`` (see the module docstring).
+        sample_rate: rate every clip is resampled to.
+        cache: an ``AudioCache`` or a directory for one; None decodes every time.
+    """
+    name, path, options = parse_spec(spec)
+    reader = READERS[name]
+    _check_options(name, reader, options)
+    if cache is not None and not isinstance(cache, AudioCache):
+        cache = AudioCache(cache)
+    return reader(path, sample_rate=sample_rate, cache=cache, **options)
