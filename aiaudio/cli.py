@@ -1,7 +1,9 @@
 """The ``aiaudio`` command: audio entry points of the toolkit.
 
-Sub-commands available now: ``demo`` (the quickstart) and ``encoders``. Pre-training,
-probing, few-shot evaluation and measurement arrive with the audio pipeline and engine.
+Sub-commands: ``demo`` (the quickstart), ``encoders``, ``dataset`` (inspect a dataset
+spec), ``synth`` (write the synthetic set in ESC-50 layout) and ``augment`` (hear and see
+the seven augmentations). Pre-training, probing and few-shot evaluation arrive with the
+engine and downstream issues.
 """
 from __future__ import annotations
 
@@ -10,25 +12,22 @@ import sys
 
 import torch
 
+from aiaudio.cli_data import add_data_commands
 from aiaudio.space import FREQUENCY_GROUP, TIME_GROUP, audio_space
 from core import build_encoder
 from core.cli import add_encoders_command, run_cli
 from core.demo import demo_report
 
 
-def synthetic_logmels(n: int, mels: int, frames: int, generator: torch.Generator) -> torch.Tensor:
-    """Log-mel-like test input ``(n, 1, mels, frames)``: harmonic stacks with random pitch,
-    onset and length over a noise floor (a stand-in until the audio pipeline lands)."""
-    x = torch.randn(n, 1, mels, frames, generator=generator) * 0.1 - 4.0
-    for i in range(n):
-        f0 = int(torch.randint(2, mels // 6, (1,), generator=generator))
-        onset = int(torch.randint(0, frames // 2, (1,), generator=generator))
-        length = int(torch.randint(frames // 6, frames // 2, (1,), generator=generator))
-        for harmonic in range(1, 6):
-            band = f0 * harmonic
-            if band < mels:
-                x[i, 0, band, onset : onset + length] = 1.0 / harmonic
-    return x
+def synthetic_logmels(n: int, seconds: float, seed: int) -> torch.Tensor:
+    """Normalised log-mels ``(n, 1, 128, frames)`` of the built-in synthetic clips."""
+    from aiaudio.data.synthetic import SyntheticConfig, synthesise_batch
+    from aiaudio.frontend import Frontend
+
+    waves = torch.from_numpy(synthesise_batch(range(n), SyntheticConfig(n_clips=n, seconds=seconds, seed=seed)))
+    frontend = Frontend()
+    frontend.fit([waves])
+    return frontend(waves)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -38,8 +37,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in encoder.parameters())
     print(f"encoder: {args.encoder} (width {args.width}), {params / 1e6:.2f}M parameters")
     print(f"space: {len(space.descriptors)} binary descriptors over {list(space.names)}")
-    x = synthetic_logmels(args.batch, 128, args.frames, torch.Generator().manual_seed(args.seed))
-    print(f"input: {tuple(x.shape)} synthetic log-mel spectrograms (untrained encoder)\n")
+    x = synthetic_logmels(args.batch, args.seconds, args.seed)
+    print(f"input: {tuple(x.shape)} log-mels of built-in synthetic clips (untrained encoder)\n")
 
     learned = torch.tensor([0.76, 0.24, 0.39, 0.48, 0.40, 0.45, 0.24])  # the paper's NSynth descriptor
     descriptors = {
@@ -63,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--encoder", default="hyper_resnet18", choices=["hyper_resnet18", "hyper_resnet50", "resnet18", "resnet50"])
     demo.add_argument("--width", type=int, default=32, help="first-stage channels (64 = standard ResNet)")
     demo.add_argument("--batch", type=int, default=8)
-    demo.add_argument("--frames", type=int, default=200, help="spectrogram frames (200 ~ 6.4 s at hop 512, 16 kHz)")
+    demo.add_argument("--seconds", type=float, default=4.0, help="clip length (4 s = 126 log-mel frames)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
     add_encoders_command(sub)
+    add_data_commands(sub)
     return parser
 
 

@@ -50,7 +50,7 @@ def test_format_table_aligns_and_marks_missing():
 
 
 def test_audio_demo_prints_report(capsys):
-    assert audio_cli.main(["demo", "--width", "8", "--frames", "48", "--batch", "2"]) == 0
+    assert audio_cli.main(["demo", "--width", "8", "--seconds", "1.5", "--batch", "2"]) == 0
     out = capsys.readouterr().out
     assert "120 binary descriptors" in out
     assert "frequency group" in out and "...quantised, 1 bit" in out

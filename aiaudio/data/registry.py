@@ -1,7 +1,7 @@
 """Dataset specs: ``name:path?key=value&key=value`` -> the matching reader.
 
 Examples: ``esc50:/data/ESC-50``, ``esc50:/data/ESC-50?folds=1,2,3&label_column=target``,
-``nsynth:/data/nsynth?split=test``, ``folder:C:\\audio\\mine``, ``synthetic?clips=64``.
+``nsynth:/data/nsynth?split=test``, ``folder:C:\\audio\\mine``, ``synthetic?n_clips=64&label=pitch``.
 The name ends at the first ``:`` (so Windows drive letters and later colons stay in the
 path) and the options start at the first ``?`` (paths containing ``?`` are not supported).
 """
