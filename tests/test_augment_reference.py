@@ -55,7 +55,7 @@ def test_fade_curve_shapes():
     assert mid["exponential"] < mid["linear"] == 0.5 < mid["logarithmic"]
     # logarithmic and exponential are inverse functions of one another
     assert np.allclose(fade_curve(fade_curve(x, "logarithmic"), "exponential"), x)
-    with pytest.raises(ValueError, match="unknown fade shape 'cosine'"):
+    with pytest.raises(ValueError, match="unknown shape 'cosine'"):
         fade_curve(x, "cosine")
 
 

@@ -97,7 +97,7 @@ def test_onset_duration_loudness_from_envelope(small):
 
 def test_background_noise_level(small):
     ds, x = small
-    onsets, durations = ds.factor_values("onset"), ds.factor_values("duration")
+    onsets = ds.factor_values("onset")
     loud, ratio = ds.factor_values("loudness"), ds.factor_values("noise")
     for i in range(len(ds)):
         silence = x[i, : int(round(onsets[i] * SR))]  # before the note: background only

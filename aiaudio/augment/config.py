@@ -32,7 +32,7 @@ class PitchShiftConfig:
     min_semitones: float = -15.0
     max_semitones: float = 15.0
     n_fft: int = 512
-    hop_length: int = 128
+    hop_length: int = 256
 
     def __post_init__(self) -> None:
         _check_p("pitch_shift", self.p)
@@ -102,7 +102,7 @@ class TimeStretchConfig:
     min_rate: float = 0.5
     max_rate: float = 1.5
     n_fft: int = 512
-    hop_length: int = 128
+    hop_length: int = 256
 
     def __post_init__(self) -> None:
         _check_p("time_stretch", self.p)

@@ -1,4 +1,4 @@
-"""Batched waveform augmentations that need no phase vocoder, plus a low-pass filter.
+"""Batched waveform augmentations that need no phase vocoder (fades, noise, mask, shift).
 
 Every transform takes a batch ``wave`` of shape ``(B, T)`` (float, any device) and per-row
 parameters of shape ``(B,)``, returns a new ``(B, T)`` tensor of the same dtype and device,
@@ -98,44 +98,56 @@ def fade(wave: Tensor, fraction: Tensor, shape: Tensor, shapes: Sequence[str], d
     return out
 
 
+def _noise_spectrum(shape_bt: tuple[int, int], f_decay: Tensor, generator: torch.Generator,
+                    dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """rFFT ``(B, T // 2 + 1)`` complex of coloured Gaussian noise and its mean square ``(B,)``.
+
+    Each bin is a complex Gaussian times ``f ** (f_decay / 6.02)``; DC and (for even ``T``)
+    Nyquist are zero, so by Parseval the waveform ``irfft(spec, n=T)`` has mean square
+    ``2 sum |spec|^2 / T^2`` exactly.
+    """
+    n, t_len = shape_bt
+    dev = generator.device
+    n_bins = t_len // 2 + 1
+    spec = torch.randn(n, n_bins, 2, generator=generator, device=dev, dtype=dtype)
+    log_bins = torch.log(torch.arange(n_bins, device=dev, dtype=dtype).clamp_min(1.0))
+    exponent = f_decay.to(dev, dtype) / (20.0 * math.log10(2.0))  # amplitude ~ f ** exponent
+    weight = torch.exp(exponent[:, None] * log_bins[None, :])
+    weight[:, 0] = 0.0
+    if t_len % 2 == 0:
+        weight[:, -1] = 0.0
+    spec.mul_(weight[..., None])
+    power = spec.square().sum(dim=(1, 2)).mul_(2.0 / float(t_len) ** 2)
+    return torch.view_as_complex(spec), power
+
+
 def coloured_noise(shape_bt: tuple[int, int], f_decay: Tensor, generator: torch.Generator,
                    dtype: torch.dtype = torch.float32) -> Tensor:
-    """Zero-mean noise whose spectrum falls by ``f_decay`` dB per octave, unit power per row.
+    """Zero-mean Gaussian noise whose spectrum falls by ``f_decay`` dB per octave, unit power per row.
 
-    Built in the rFFT domain: uniform random phases with magnitude ``f ** (f_decay / 6.02)``
-    per bin (DC removed), then one inverse FFT; by the central limit theorem the samples are
-    close to Gaussian.
+    Built in the rFFT domain: a complex Gaussian per bin times ``f ** (f_decay / 6.02)`` (DC
+    and Nyquist removed), scaled by Parseval to mean square exactly 1, then one inverse FFT.
 
     Args:
         shape_bt: ``(B, T)``.
         f_decay: ``(B,)`` slope in dB/octave (0 white, -3.01 pink, -6.02 brown).
-        generator: draws the phases; its device is the output's device.
+        generator: draws the spectrum; its device is the output's device.
         dtype: float32 or float64.
 
     Returns:
         ``(B, T)`` noise with mean square 1 per row.
     """
-    n, t_len = shape_bt
-    dev = generator.device
-    n_bins = t_len // 2 + 1
-    phase = torch.rand(n, n_bins, generator=generator, device=dev, dtype=dtype) * (2.0 * math.pi)
-    bins = torch.arange(n_bins, device=dev, dtype=dtype).clamp_min(1.0)
-    exponent = f_decay.to(dev, dtype) / (20.0 * math.log10(2.0))  # amplitude ~ f ** exponent
-    weight = torch.exp(exponent[:, None] * torch.log(bins)[None, :])
-    weight[:, 0] = 0.0
-    spec = torch.empty(n, n_bins, 2, device=dev, dtype=dtype)
-    torch.mul(weight, torch.cos(phase), out=spec[..., 0])
-    torch.mul(weight, torch.sin(phase), out=spec[..., 1])
-    noise = torch.fft.irfft(torch.view_as_complex(spec), n=t_len, dim=1)
-    power = noise.square().mean(dim=1, keepdim=True)
-    return noise * torch.rsqrt(power.clamp_min(torch.finfo(dtype).tiny))
+    spec, power = _noise_spectrum(shape_bt, f_decay, generator, dtype)
+    spec.mul_(torch.rsqrt(power.clamp_min(torch.finfo(dtype).tiny))[:, None])
+    return torch.fft.irfft(spec, n=shape_bt[1], dim=1)
 
 
 def add_coloured_noise(wave: Tensor, snr_db: Tensor, f_decay: Tensor, generator: torch.Generator) -> Tensor:
     """Add coloured noise at a per-row signal-to-noise ratio relative to the clip's own power.
 
-    The noise is scaled so that ``10 log10(mean(wave^2) / mean(noise^2)) == snr_db`` exactly
-    for every row. A silent row (power 0) gets noise of power 0, i.e. comes back unchanged.
+    The noise (see :func:`coloured_noise`) is scaled so that
+    ``10 log10(mean(wave^2) / mean(noise^2)) == snr_db`` for every row (exactly, up to
+    rounding). A silent row (power 0) gets noise of power 0, i.e. comes back unchanged.
 
     Args:
         wave: ``(B, T)``.
@@ -153,79 +165,11 @@ def add_coloured_noise(wave: Tensor, snr_db: Tensor, f_decay: Tensor, generator:
         return wave.clone()
     dtype = work_dtype(wave.dtype)
     x = wave.to(dtype)
-    noise = coloured_noise(tuple(wave.shape), f_decay, generator, dtype)
-    signal_power = x.square().mean(dim=1)
-    scale = torch.sqrt(signal_power * torch.pow(10.0, -snr_db.to(wave.device, dtype) / 10.0))
-    return (x + scale[:, None] * noise).to(wave.dtype)
-
-
-def _lowpass_gain(n_bins: int, keep_fraction: Tensor, transition: float, dtype: torch.dtype) -> Tensor:
-    """``(B, n_bins)`` rFFT gains: 1 below ``(1 - transition) * cutoff``, a half-cosine down
-    to 0 at the cutoff (``keep_fraction`` of Nyquist), 0 above; all ones where it is >= 1."""
-    freq = torch.linspace(0.0, 1.0, n_bins, device=keep_fraction.device, dtype=dtype)
-    cut = keep_fraction.to(dtype)[:, None]
-    u = ((cut - freq[None, :]) / (transition * cut).clamp_min(1e-9)).clamp(0.0, 1.0)
-    return torch.where(cut >= 1.0, torch.ones_like(u), 0.5 - 0.5 * torch.cos(math.pi * u))
-
-
-def lowpass(wave: Tensor, keep_fraction: Tensor, transition: float = 0.05) -> Tensor:
-    """Zero-phase low-pass in the rFFT domain, cutting at ``keep_fraction`` of Nyquist.
-
-    Args:
-        wave: ``(B, T)``.
-        keep_fraction: ``(B,)`` cutoff as a fraction of Nyquist; rows with a value >= 1 pass
-            unchanged (up to rounding).
-        transition: width of the half-cosine roll-off below the cutoff, as a fraction of it.
-
-    Returns:
-        ``(B, T)`` filtered copy.
-    """
-    _check_wave(wave, "lowpass")
-    spec = torch.fft.rfft(wave.to(work_dtype(wave.dtype)), dim=1)
-    gain = _lowpass_gain(spec.shape[1], keep_fraction.to(wave.device), transition, spec.real.dtype)
-    return torch.fft.irfft(spec * gain, n=wave.shape[1], dim=1).to(wave.dtype)
-
-
-def resample(wave: Tensor, ratio: Tensor, length: int, keep_fraction: Tensor | None = None,
-             oversample: int = 4, transition: float = 0.05) -> Tensor:
-    """Read each row at ``n * ratio`` for ``n < length``: ``out[b, n] = wave[b](n * ratio[b])``.
-
-    The row is optionally low-passed (see :func:`lowpass`), band-limited-interpolated to
-    ``oversample`` times its rate with one FFT, then read by linear interpolation, which on
-    the oversampled signal loses at most about 0.5 dB up to 0.9 Nyquist (``oversample=4``).
-    Positions past the end of the row read zeros.
-
-    Args:
-        wave: ``(B, L)``.
-        ratio: ``(B,)`` positive reading speeds (> 1 shortens, and needs
-            ``keep_fraction <= 1 / ratio`` to avoid aliasing).
-        length: output length.
-        keep_fraction: optional ``(B,)`` low-pass cutoff as a fraction of Nyquist.
-        oversample: interpolation factor of the FFT step.
-        transition: roll-off width of the low-pass (fraction of its cutoff).
-
-    Returns:
-        ``(B, length)``, same dtype as ``wave``.
-    """
-    _check_wave(wave, "resample")
-    n, t_len = wave.shape
-    dev = wave.device
-    dtype = work_dtype(wave.dtype)
-    spec = torch.fft.rfft(wave.to(dtype), dim=1)
-    if keep_fraction is not None:
-        spec *= _lowpass_gain(spec.shape[1], keep_fraction.to(dev), transition, dtype)
-    if t_len % 2 == 0:
-        spec[:, -1] = 0.0  # the old Nyquist bin has no well-defined interpolation
-    dense_len = t_len * oversample
-    dense = torch.fft.irfft(spec, n=dense_len, dim=1).mul_(oversample)  # (B, L * os)
-    step = ratio.to(dev, torch.float64) * oversample
-    pos = torch.arange(length, device=dev, dtype=torch.float64)[None, :] * step[:, None]
-    i0 = pos.to(torch.int64)  # positions are >= 0: truncation is floor
-    frac = pos.sub_(i0).to(dtype)
-    inside = i0 < dense_len - 1  # the last sample and beyond read zeros (one sample early)
-    i0.clamp_(max=dense_len - 2)
-    out = torch.lerp(dense.gather(1, i0), dense.gather(1, i0 + 1), frac)
-    return out.mul_(inside).to(wave.dtype)
+    spec, noise_power = _noise_spectrum(tuple(wave.shape), f_decay, generator, dtype)
+    signal_power = torch.linalg.vector_norm(x, dim=1).square_().div_(x.shape[1])
+    target = signal_power * torch.pow(10.0, -snr_db.to(wave.device, dtype) / 10.0)
+    spec.mul_(torch.sqrt(target / noise_power.clamp_min(torch.finfo(dtype).tiny))[:, None])
+    return torch.fft.irfft(spec, n=wave.shape[1], dim=1).add_(x).to(wave.dtype)
 
 
 def time_mask(wave: Tensor, start: Tensor, fraction: Tensor, fill: str = "zero",

@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aiaudio.augment.ops import resample, work_dtype
+from aiaudio.augment.ops import work_dtype
+from aiaudio.augment.resample import resample
 
 # Upper bound on rows x frames x bins computed at once (about 16 MB per float32 tensor).
-MAX_CELLS = 1 << 22
+MAX_CELLS = 1 << 20
 # Rows sorted by their rate are split into this many groups (fewer when B is smaller).
 STRETCH_GROUPS = 4
 
@@ -102,14 +103,18 @@ def _from_louder_neighbour(values: Tensor, mag: Tensor) -> Tensor:
     up[..., 1:] &= hi[..., 1:] >= lo[..., :-1]  # ... and not quieter than bin k - 1
     down = lo > hi  # [k - 1]: bin k - 1 louder than bin k
     down[..., :-1] &= lo[..., :-1] > hi[..., 1:]  # ... and louder than bin k + 1
-    out = values.clone()
-    out[..., :-1] = torch.where(up, values[..., 1:], values[..., :-1])
-    out[..., 1:] = torch.where(down, values[..., :-1], out[..., 1:])
-    return out
+    src = torch.arange(mag.shape[-1], device=mag.device).expand(mag.shape).clone()
+    src[..., :-1] += up
+    src[..., 1:] -= down.long()  # up and down exclude each other
+    return values.gather(-1, src)
 
 
 def vocode(spec: Tensor, positions: Tensor, lock: bool = True) -> Tensor:
     """Read STFT frames at fractional positions with phase accumulation.
+
+    Phases are carried as unit phasors (no angle, cos or sin): the phase advance from input
+    frame ``i`` to ``i + 1`` is ``u[i + 1] * conj(u[i])`` and output phasors are cumulative
+    products of the advances read along the positions. Bins of zero magnitude get phasor 1.
 
     Args:
         spec: ``(B, N, F)`` complex STFT (frames first).
@@ -122,14 +127,13 @@ def vocode(spec: Tensor, positions: Tensor, lock: bool = True) -> Tensor:
     """
     n, n_frames, n_bins = spec.shape
     rows = torch.arange(n, device=spec.device)[:, None]
-    re, im = (part.contiguous() for part in torch.view_as_real(spec).unbind(-1))
-    mag = torch.hypot(re, im)
-    phase = torch.atan2(im, re)
-    del re, im
-    # table[0] = phase of frame 0, table[i + 1] = phase advance from input frame i to i + 1.
-    table = torch.empty_like(phase)
-    table[:, 0] = phase[:, 0]
-    torch.sub(phase[:, 1:], phase[:, :-1], out=table[:, 1:])
+    mag = spec.abs()
+    unit = spec * mag.clamp_min(torch.finfo(mag.dtype).tiny).reciprocal()
+    torch.view_as_real(unit)[..., 0].add_(mag == 0)  # silent bins: phasor 1
+    # table[0] = phasor of frame 0, table[i + 1] = phase advance from input frame i to i + 1.
+    table = torch.empty_like(unit)
+    table[:, 0] = unit[:, 0]
+    torch.mul(unit[:, 1:], unit[:, :-1].conj(), out=table[:, 1:])
     i0 = torch.floor(positions).long().clamp(0, n_frames)
     frac = (positions - i0.to(positions.dtype)).clamp(0.0, 1.0).to(mag.dtype)
     at = i0.clamp(max=n_frames - 1)
@@ -137,14 +141,11 @@ def vocode(spec: Tensor, positions: Tensor, lock: bool = True) -> Tensor:
     out_mag = mag[rows, at] * ((1.0 - frac) * (i0 < n_frames))[..., None]
     out_mag += mag[rows, nxt] * (frac * (i0 + 1 < n_frames))[..., None]  # (B, M, F)
     step = torch.cat([i0.new_zeros(n, 1), nxt[:, :-1]], dim=1)
-    out_phase = torch.cumsum(table[rows, step], dim=1)  # plain phase-vocoder phases
+    out = torch.cumprod(table[rows, step], dim=1)  # plain phase-vocoder phasors
     if lock:
-        phase_at = phase[rows, at]
-        out_phase = _from_louder_neighbour(out_phase.sub_(phase_at), out_mag).add_(phase_at)
-    out = torch.empty(*out_mag.shape, 2, dtype=mag.dtype, device=spec.device)
-    torch.mul(out_mag, torch.cos(out_phase), out=out[..., 0])
-    torch.mul(out_mag, torch.sin(out_phase), out=out[..., 1])
-    return torch.view_as_complex(out)
+        unit_at = unit[rows, at]
+        out = _from_louder_neighbour(out.mul_(unit_at.conj()), out_mag).mul_(unit_at)
+    return out.mul_(out_mag)
 
 
 def _stretch(x: Tensor, rate: Tensor, out_len: int, n_fft: int, hop: int, lock: bool) -> Tensor:
@@ -173,7 +174,7 @@ def _grouped(values: Tensor, frames_per_row: Callable[[Tensor], float], n_bins: 
     return out
 
 
-def time_stretch(wave: Tensor, rate: Tensor, n_fft: int = 512, hop: int = 128, lock: bool = True) -> Tensor:
+def time_stretch(wave: Tensor, rate: Tensor, n_fft: int = 512, hop: int = 256, lock: bool = True) -> Tensor:
     """Change speed by ``rate`` per row (> 1 faster and shorter), keeping pitch.
 
     The result is cropped or zero-padded back to ``T``: content of a row with rate ``r``
@@ -212,7 +213,7 @@ def _pitch_rows(x: Tensor, ratio: Tensor, n_fft: int, hop: int, lock: bool) -> T
     return resample(long, ratio, t_len)
 
 
-def pitch_shift(wave: Tensor, semitones: Tensor, n_fft: int = 512, hop: int = 128, lock: bool = True) -> Tensor:
+def pitch_shift(wave: Tensor, semitones: Tensor, n_fft: int = 512, hop: int = 256, lock: bool = True) -> Tensor:
     """Shift pitch by ``semitones`` per row, keeping duration.
 
     With ``r = 2 ** (semitones / 12)`` each row becomes ``y[n] = z[n * r]`` where ``z`` is the
@@ -220,7 +221,7 @@ def pitch_shift(wave: Tensor, semitones: Tensor, n_fft: int = 512, hop: int = 12
     ``Nyquist / r`` (against aliasing) and resampled first, then stretched back to ``T``
     samples; for ``r < 1`` it is stretched first and then resampled. Either way the vocoder
     never produces more than ``T`` samples per row. Resampling is FFT oversampling followed
-    by linear interpolation (:func:`aiaudio.augment.ops.resample`).
+    by linear interpolation (:func:`aiaudio.augment.resample.resample`).
 
     Args:
         wave: ``(B, T)``.

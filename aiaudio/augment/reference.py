@@ -31,44 +31,24 @@ import torch
 from audiomentations import AddColorNoise, PitchShift, Shift, TimeMask, TimeStretch
 from audiomentations.core.utils import calculate_desired_noise_rms, calculate_rms
 
-from aiaudio.augment.config import FADE_SHAPES, AugmentConfig
+from aiaudio.augment.config import AugmentConfig
 from aiaudio.augment.ops import MASK_NOISE_LEVEL
+from aiaudio.augment.ops import fade_curve as batched_fade_curve
 from aiaudio.augment.sampling import Params, sample_params
 from aiaudio.space import AUDIO_AUGMENTATIONS
 
 # audiomentations' own limits on the transform arguments.
 _SEMITONE_LIMIT = 24.0
 _RATE_LIMITS = (0.1, 10.0)
-# Curvature ``a`` of the logarithmic / exponential fades (the same value as the batched ops).
-FADE_CURVATURE = 99.0
 
 
 def fade_curve(x: np.ndarray, shape: str) -> np.ndarray:
-    """Fade-in gain as a function of the position inside the fade.
+    """Fade-in gain at positions ``x`` in ``[0, 1]`` (float64 numpy, any shape).
 
-    All shapes rise monotonically from 0 at ``x = 0`` to 1 at ``x = 1``:
-
-    * ``linear``: ``x``
-    * ``logarithmic``: ``log(1 + a x) / log(1 + a)`` (concave: fast rise, then levels off)
-    * ``exponential``: ``((1 + a)**x - 1) / a`` (convex: the inverse of ``logarithmic``)
-
-    with ``a = FADE_CURVATURE`` (99: at ``x = 0.5`` the gains are 0.85 and 0.09).
-
-    Args:
-        x: positions in ``[0, 1]``, any shape.
-        shape: one of ``FADE_SHAPES``.
-
-    Returns:
-        Gains of the same shape as ``x``.
+    The shapes are defined once, in :func:`aiaudio.augment.ops.fade_curve`, so the two
+    backends cannot drift apart.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if shape == "linear":
-        return x
-    if shape == "logarithmic":
-        return np.log1p(FADE_CURVATURE * x) / np.log1p(FADE_CURVATURE)
-    if shape == "exponential":
-        return np.expm1(x * np.log1p(FADE_CURVATURE)) / FADE_CURVATURE
-    raise ValueError(f"unknown fade shape {shape!r}; expected one of {list(FADE_SHAPES)}")
+    return batched_fade_curve(torch.from_numpy(np.asarray(x, dtype=np.float64)), shape).numpy()
 
 
 def fade_gains(num_samples: int, fraction: float, shape: str, kind: str) -> np.ndarray:
@@ -81,7 +61,7 @@ def fade_gains(num_samples: int, fraction: float, shape: str, kind: str) -> np.n
     Args:
         num_samples: clip length ``T``.
         fraction: fade length as a fraction of the clip, in ``[0, 1]``.
-        shape: one of ``FADE_SHAPES``.
+        shape: one of ``aiaudio.augment.config.FADE_SHAPES``.
         kind: ``"in"`` or ``"out"``.
 
     Returns:

@@ -1,0 +1,106 @@
+"""Batched low-pass filtering and resampling by per-row ratios (used by the pitch shift).
+
+Shapes follow ``aiaudio.augment.ops``: ``wave`` is ``(B, T)``, parameters are ``(B,)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aiaudio.augment.ops import _check_wave, work_dtype
+
+
+def _lowpass_gain(n_bins: int, keep_fraction: Tensor, transition: float, dtype: torch.dtype) -> Tensor:
+    """``(B, n_bins)`` rFFT gains: 1 below ``(1 - transition) * cutoff``, a half-cosine down
+    to 0 at the cutoff (``keep_fraction`` of Nyquist), 0 above; all ones where it is >= 1."""
+    freq = torch.linspace(0.0, 1.0, n_bins, device=keep_fraction.device, dtype=dtype)
+    cut = keep_fraction.to(dtype)[:, None]
+    u = ((cut - freq[None, :]) / (transition * cut).clamp_min(1e-9)).clamp(0.0, 1.0)
+    return torch.where(cut >= 1.0, torch.ones_like(u), 0.5 - 0.5 * torch.cos(math.pi * u))
+
+
+def lowpass(wave: Tensor, keep_fraction: Tensor, transition: float = 0.05) -> Tensor:
+    """Zero-phase low-pass in the rFFT domain, cutting at ``keep_fraction`` of Nyquist.
+
+    Args:
+        wave: ``(B, T)``.
+        keep_fraction: ``(B,)`` cutoff as a fraction of Nyquist; rows with a value >= 1 pass
+            unchanged (up to rounding).
+        transition: width of the half-cosine roll-off below the cutoff, as a fraction of it.
+
+    Returns:
+        ``(B, T)`` filtered copy.
+    """
+    _check_wave(wave, "lowpass")
+    spec = torch.fft.rfft(wave.to(work_dtype(wave.dtype)), dim=1)
+    gain = _lowpass_gain(spec.shape[1], keep_fraction.to(wave.device), transition, spec.real.dtype)
+    return torch.fft.irfft(spec * gain, n=wave.shape[1], dim=1).to(wave.dtype)
+
+
+def fft_size(n: int) -> int:
+    """The smallest ``m >= n`` with no prime factor above 5 (fast FFT lengths)."""
+    m = max(1, n)
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
+
+
+def _keys_cubic(p: Tensor, frac: Tensor) -> Tensor:
+    """Keys cubic (a = -0.5) interpolation: ``p`` ``(4, b, n)`` samples at offsets -1..2 of
+    each point, ``frac`` ``(b, n)`` in [0, 1) -> ``(b, n)``."""
+    d1 = p[2] - p[0]
+    d2 = p[1] - p[2]
+    c3 = 0.5 * (p[3] - p[0]) + 1.5 * d2
+    c2 = p[0] - 2.5 * p[1] + 2.0 * p[2] - 0.5 * p[3]
+    return ((c3 * frac + c2) * frac + 0.5 * d1) * frac + p[1]
+
+
+def resample(wave: Tensor, ratio: Tensor, length: int, keep_fraction: Tensor | None = None,
+             oversample: int = 2, transition: float = 0.05) -> Tensor:
+    """Read each row at ``n * ratio`` for ``n < length``: ``out[b, n] = wave[b](n * ratio[b])``.
+
+    The row is optionally low-passed (see :func:`lowpass`), band-limited-interpolated to
+    ``oversample`` times its rate with one FFT (the low-pass is applied in the same FFT),
+    then read by Keys cubic interpolation, which on the 2x-oversampled signal keeps the level
+    within about 0.2 dB up to 0.75 Nyquist. Positions past the end of the row read zeros.
+
+    Args:
+        wave: ``(B, L)``.
+        ratio: ``(B,)`` positive reading speeds (> 1 shortens, and needs
+            ``keep_fraction <= 1 / ratio`` to avoid aliasing).
+        length: output length.
+        keep_fraction: optional ``(B,)`` low-pass cutoff as a fraction of Nyquist.
+        oversample: interpolation factor of the FFT step.
+        transition: roll-off width of the low-pass (fraction of its cutoff).
+
+    Returns:
+        ``(B, length)``, same dtype as ``wave``.
+    """
+    _check_wave(wave, "resample")
+    n, t_len = wave.shape
+    dev = wave.device
+    dtype = work_dtype(wave.dtype)
+    fft_len = fft_size(t_len)  # zero-padded to a fast length
+    spec = torch.fft.rfft(wave.to(dtype), n=fft_len, dim=1)
+    if keep_fraction is not None:
+        spec *= _lowpass_gain(spec.shape[1], keep_fraction.to(dev), transition, dtype)
+    if fft_len % 2 == 0:
+        spec[:, -1] = 0.0  # the old Nyquist bin has no well-defined interpolation
+    dense_len = t_len * oversample
+    dense = torch.fft.irfft(spec, n=fft_len * oversample, dim=1)[:, :dense_len].mul_(oversample)  # (B, L * os)
+    dense = F.pad(dense, (1, 3))  # index i + 1 holds dense[i]; zeros around the ends
+    pos = torch.arange(length, device=dev, dtype=torch.float64)[None, :] * (ratio.to(dev, torch.float64) * oversample)[:, None]
+    i0 = pos.to(torch.int64)  # positions are >= 0: truncation is floor
+    frac = pos.sub_(i0).to(dtype)
+    inside = i0 < dense_len - 1  # the last sample and beyond read zeros (one sample early)
+    i0.clamp_(max=dense_len - 1)
+    taps = torch.stack([dense.gather(1, i0 + k) for k in range(4)])  # dense[i0 - 1 .. i0 + 2]
+    return _keys_cubic(taps, frac).mul_(inside).to(wave.dtype)
