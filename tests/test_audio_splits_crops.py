@@ -166,3 +166,9 @@ def test_scan_lists_bad_files(tmp_path):
     found = scan(data)
     assert [(i, p.endswith(f"clip{i}.wav")) for i, p, _ in found] == [(0, True), (2, True)]
     assert "non-finite" in found[0][2] and "unreadable" in found[1][2]
+
+
+def test_record_without_file_needs_a_load_override():
+    data = AudioDataset("mem", [AudioRecord(None, 0, (0,))], ["a"])
+    with pytest.raises(TypeError, match="record 0 has no file"):
+        data.load(0)

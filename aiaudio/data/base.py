@@ -85,7 +85,8 @@ class AudioDataset(Dataset):
 
         path = self.records[index].path
         if path is None:
-            raise NotImplementedError(f"{type(self).__name__} serves clips from memory but does not override load()")
+            raise TypeError(f"{type(self).__name__}: record {index} has no file and the class does not "
+                            "override load() to serve it from memory")
         if self.cache is not None:
             return self.cache.get_or_decode(path, self.sample_rate, decode_audio)
         return decode_audio(path, self.sample_rate)
