@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from aiaudio.data.audio_io import label_text, ordered_classes, read_csv, require_path, typed
+from aiaudio.data.layout import label_text, ordered_classes, read_csv, require_path, typed
 from aiaudio.data.base import AudioDataset, AudioRecord
 
 LAYOUT = "<root>/meta/esc50.csv (filename,fold,target,category,esc10,src_file,take) and <root>/audio/*.wav"

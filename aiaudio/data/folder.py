@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import soundfile as sf
 
-from aiaudio.data.audio_io import require_path
+from aiaudio.data.layout import require_path
 from aiaudio.data.base import AudioDataset, AudioRecord
 
 LAYOUT = "<root>/<class name>/**/*.{wav,flac,ogg,...} (one sub-folder per class)"

@@ -14,7 +14,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from aiaudio.data.audio_io import read_csv, require_path, typed
+from aiaudio.data.layout import read_csv, require_path, typed
 from aiaudio.data.base import AudioDataset, AudioRecord
 
 LAYOUT = ("<root>/FSD50K.ground_truth/{dev.csv,eval.csv,vocabulary.csv}, "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiaudio.data.audio_io import ordered_classes, read_csv, require_path, typed
+from aiaudio.data.layout import ordered_classes, read_csv, require_path, typed
 from aiaudio.data.base import AudioDataset, AudioRecord
 
 LAYOUT = ("<root>/FSDKaggle2018.audio_{train,test}/ and <root>/FSDKaggle2018.meta/"

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiaudio.data.audio_io import label_text, ordered_classes, require_path
+from aiaudio.data.layout import label_text, ordered_classes, require_path
 from aiaudio.data.base import AudioDataset, AudioRecord
 
 LAYOUT = "<root>/nsynth-{train,valid,test}/examples.json + audio/<note_str>.wav (or root = one nsynth-<split> folder)"

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aiaudio.data.audio_io import require_path
+from aiaudio.data.layout import require_path
 from aiaudio.data.base import AudioDataset, AudioRecord
 
 LAYOUT = "<root>/wav/id<NNNNN>/<youtube_id>/<NNNNN>.wav (root = the folder holding wav/, or wav/ itself)"
