@@ -34,9 +34,9 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             f"{k} {s.num_classes} classes / {len(s)} clips" for k, s in splits.items()))
         report["split"] = {k: {"classes": s.num_classes, "clips": len(s)} for k, s in splits.items()}
     if args.scan:
-        bad = scan(data, progress=True)
-        seconds = [len(data.load(i)) / data.sample_rate for i in range(len(data))
-                   if i not in {b[0] for b in bad}]
+        lengths: dict[int, int] = {}
+        bad = scan(data, progress=True, lengths=lengths)
+        seconds = [n / data.sample_rate for n in lengths.values()]
         if seconds:
             print(f"durations: min {min(seconds):.2f} s, median {np.median(seconds):.2f} s, max {max(seconds):.2f} s")
             report["seconds"] = {"min": min(seconds), "median": float(np.median(seconds)), "max": max(seconds)}

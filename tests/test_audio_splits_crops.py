@@ -172,3 +172,10 @@ def test_record_without_file_needs_a_load_override():
     data = AudioDataset("mem", [AudioRecord(None, 0, (0,))], ["a"])
     with pytest.raises(TypeError, match="record 0 has no file"):
         data.load(0)
+
+
+def test_scan_reports_lengths_of_readable_clips(tmp_path):
+    data = make_dataset(tmp_path, [0.1, 0.2, 0.1], bad=(2,))
+    lengths: dict[int, int] = {}
+    assert [i for i, _, _ in scan(data, lengths=lengths)] == [2]
+    assert lengths == {0: len(data.load(0)), 1: len(data.load(1))} and lengths[1] > lengths[0]

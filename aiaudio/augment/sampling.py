@@ -81,8 +81,3 @@ def sample_params(config: AugmentConfig, active: torch.Tensor, generator: torch.
         out[name] = p
     return out
 
-
-def fade_shape_names(config: AugmentConfig, name: str, shape: torch.Tensor) -> list[str]:
-    """Shape names for the ``shape`` indices of ``fade_in``/``fade_out``."""
-    shapes = config.of(name).shapes
-    return [shapes[int(i)] for i in shape]

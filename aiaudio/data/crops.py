@@ -158,8 +158,15 @@ def collate_pieces(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
             "index": torch.tensor([int(item["index"]) for item in batch], dtype=torch.long)}
 
 
-def scan(dataset: AudioDataset, progress: bool = False) -> list[tuple[int, str, str]]:
+def scan(dataset: AudioDataset, progress: bool = False,
+         lengths: dict[int, int] | None = None) -> list[tuple[int, str, str]]:
     """Decode every clip (filling the cache if the dataset has one) and list the bad ones.
+
+    Args:
+        dataset: the clips.
+        progress: show a tqdm bar.
+        lengths: if given, filled with ``{index: samples}`` of every readable clip (so a
+            caller needing durations does not decode a second time).
 
     Returns:
         ``[(index, path, reason), ...]`` for each clip raising ``BadAudioError``.
@@ -172,7 +179,10 @@ def scan(dataset: AudioDataset, progress: bool = False) -> list[tuple[int, str, 
     bad = []
     for index in indices:
         try:
-            dataset.load(index)
+            wave = dataset.load(index)
         except BadAudioError as error:
             bad.append((index, error.path, error.reason))
+            continue
+        if lengths is not None:
+            lengths[index] = len(wave)
     return bad
