@@ -5,15 +5,34 @@ section) and the allowed keys, so a typo never silently falls back to a default.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
+import re
+import tempfile
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that also reads ``1e-3`` / ``5E+4`` as floats (YAML 1.1 wants a dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -26,7 +45,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
@@ -117,3 +136,97 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
 def to_dict(obj: Any) -> dict[str, Any]:
     """Plain nested dict of a dataclass instance (for saving the resolved config)."""
     return dataclasses.asdict(obj)
+
+
+def to_plain(value: Any) -> Any:
+    """Tuples to lists and keys to strings, recursively, so YAML and
+    ``torch.load(weights_only=True)`` accept the result."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def save_yaml(data: dict[str, Any], path: str | Path) -> Path:
+    """Write mapping ``data`` as YAML to ``path`` atomically (temp file, fsync, rename).
+
+    Tuples are written as lists; key order is kept.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_plain(data), sort_keys=False, default_flow_style=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _schema_fields(schema: Any) -> dict[str, Any] | None:
+    """Field name -> type hint of a dataclass type (``Optional[dataclass]`` unwrapped), or
+    None when ``schema`` is not a dataclass (free-form: any key allowed below it)."""
+    if typing.get_origin(schema) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(schema) if dataclasses.is_dataclass(a)]
+        schema = inner[0] if len(inner) == 1 else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return None
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema) if f.init}
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: Any = None) -> dict[str, Any]:
+    """Apply ``"a.b=value"`` overrides to a nested mapping (the input is not modified).
+
+    Each value is parsed as safe YAML (``3`` -> int, ``1e-3`` -> float, ``[1,0]``
+    -> list, ``null`` -> None, other text -> str); missing intermediate mappings are created.
+
+    Args:
+        data: the mapping read from a config file.
+        overrides: items like ``"train.steps=100"``.
+        schema: optional dataclass type; every dotted key must then name a field (nested
+            dataclass fields are followed; below a plain ``dict`` field any key is allowed).
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty key part, a value that is not
+            valid YAML, a key that descends into a non-mapping value, or (with ``schema``) an
+            unknown key; the message quotes the override, names the key and lists the allowed keys.
+    """
+    result = copy.deepcopy(data)
+    for item in overrides:
+        where = f"command line override {item}"
+        key, eq, text = str(item).partition("=")
+        parts = key.strip().split(".")
+        if not eq or not key.strip() or any(not p.strip() for p in parts):
+            raise ConfigError(f"{where}: expected key.sub=value (e.g. train.steps=100)")
+        parts = [p.strip() for p in parts]
+        try:
+            value = _parse_yaml(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{where}: value {text!r} is not valid YAML: {err}") from err
+        fields = _schema_fields(schema) if schema is not None else None
+        node = result
+        for depth, part in enumerate(parts):
+            if fields is not None and part not in fields:
+                section = ".".join(parts[:depth]) or "top level"
+                raise ConfigError(
+                    f"{where}: unknown key {part!r} in {section} (allowed: {', '.join(sorted(fields))})")
+            hint = fields[part] if fields is not None else None
+            if depth == len(parts) - 1:
+                node[part] = value
+                break
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{where}: {'.'.join(parts[:depth + 1])} is {child!r}, not a mapping")
+            node = child
+            fields = _schema_fields(hint) if hint is not None else None
+    return result
