@@ -1,21 +1,34 @@
 """Encoder registry: one explicit dict from name to constructor."""
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from core.encoders.base import InvarianceEncoder
 from core.encoders.hyper_resnet import hyper_resnet18, hyper_resnet50
-from core.encoders.prompt_vit import prompt_vit_base, prompt_vit_small
 from core.encoders.resnet import resnet18, resnet50
 from core.invariance import InvarianceSpace
+
+
+def _lazy(module: str, name: str) -> Callable[..., InvarianceEncoder]:
+    """A constructor that imports ``module`` on first call (timm costs seconds to import,
+    and audio runs never need the ViTs)."""
+
+    def build(space: InvarianceSpace, **kwargs: Any) -> InvarianceEncoder:
+        return getattr(importlib.import_module(module), name)(space, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"``{module}.{name}``, imported on first use."
+    return build
+
 
 ENCODERS: dict[str, Callable[..., InvarianceEncoder]] = {
     "hyper_resnet18": hyper_resnet18,
     "hyper_resnet50": hyper_resnet50,
     "resnet18": resnet18,
     "resnet50": resnet50,
-    "prompt_vit_small": prompt_vit_small,
-    "prompt_vit_base": prompt_vit_base,
+    "prompt_vit_small": _lazy("core.encoders.prompt_vit", "prompt_vit_small"),
+    "prompt_vit_base": _lazy("core.encoders.prompt_vit", "prompt_vit_base"),
 }
 
 
