@@ -1,0 +1,23 @@
+"""The explicit registry of pre-training methods."""
+from __future__ import annotations
+
+from core.encoders.base import InvarianceEncoder
+from core.methods.base import Method, MethodConfig
+from core.methods.moco_v2 import MoCoV2
+from core.methods.moco_v3 import MoCoV3
+from core.methods.simclr import SimCLR
+
+METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco_v2": MoCoV2, "moco_v3": MoCoV3}
+
+
+def build_method(encoder: InvarianceEncoder, config: MethodConfig, seed: int = 0) -> Method:
+    """Build the method ``config.name`` around ``encoder``.
+
+    Raises:
+        ValueError: unknown method name (the message lists the known ones) or bad arguments.
+    """
+    if not isinstance(config, MethodConfig):
+        raise ValueError(f"build_method needs a MethodConfig, got {type(config).__name__}")
+    if config.name not in METHODS:
+        raise ValueError(f"unknown method {config.name!r}; known methods: {', '.join(sorted(METHODS))}")
+    return METHODS[config.name](encoder, config, seed=seed)
