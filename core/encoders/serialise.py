@@ -1,8 +1,18 @@
-"""One-file encoder export: architecture, invariance space and weights together."""
+"""One-file encoder export: architecture, invariance space, weights and pipeline extras.
+
+Two kinds of file hold an encoder: encoder files written by :func:`save_encoder`
+(format ``amortised-invariance-encoder``) and training checkpoints written by the engine
+(format ``amortised-invariance-checkpoint``, encoder weights under ``model["encoder.*"]``
+and the architecture under ``encoder_meta``). :func:`load_encoder` and
+:func:`read_encoder_file` read both.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from core.encoders.base import InvarianceEncoder
 from core.encoders.registry import ENCODERS, build_encoder
@@ -11,17 +21,48 @@ from core.invariance import InvarianceSpace
 
 ENCODER_FORMAT = "amortised-invariance-encoder"
 ENCODER_VERSION = 1
+CHECKPOINT_FORMAT = "amortised-invariance-checkpoint"
+CHECKPOINT_VERSION = 1
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
 
-def save_encoder(encoder: InvarianceEncoder, path: str | os.PathLike) -> Path:
+def check_plain(value: Any, where: str = "extra") -> None:
+    """Raise TypeError unless ``value`` is plain data that ``torch.load(weights_only=True)``
+    reads back: dicts with string keys, lists, tuples, str, numbers, bools, None, tensors."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: keys must be strings, got {key!r}")
+            check_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+    elif not isinstance(value, _PLAIN):
+        raise TypeError(f"{where} holds a {type(value).__name__}; only plain data and tensors can be stored")
+
+
+def save_encoder(encoder: InvarianceEncoder, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
     """Write ``encoder`` to one file loadable by :func:`load_encoder` (atomically).
 
     The file is a dict of plain data and tensors, so ``torch.load(path, weights_only=True)``
     reads it: ``format``, ``version``, ``encoder`` (registry name), ``config`` (constructor
-    keyword arguments), ``space`` (names and min_active) and ``state_dict``.
+    keyword arguments), ``space`` (names and min_active), ``state_dict`` and ``extra``.
+
+    Args:
+        encoder: the encoder to store.
+        path: destination file.
+        extra: plain data that travels with the encoder (e.g. the audio front end's
+            ``{"frontend": ...}``), returned by :func:`read_encoder_file`.
+
+    Raises:
+        TypeError: not an encoder, or ``extra`` is not plain data.
     """
     if not isinstance(encoder, InvarianceEncoder):
         raise TypeError(f"save_encoder needs an InvarianceEncoder, got {type(encoder).__name__}")
+    extra = {} if extra is None else extra
+    if not isinstance(extra, dict):
+        raise TypeError(f"save_encoder: extra must be a dict, got {type(extra).__name__}")
+    check_plain(extra)
     payload = {
         "format": ENCODER_FORMAT,
         "version": ENCODER_VERSION,
@@ -29,36 +70,61 @@ def save_encoder(encoder: InvarianceEncoder, path: str | os.PathLike) -> Path:
         "config": dict(encoder.config),
         "space": encoder.space.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "extra": extra,
     }
     return atomic_save(payload, path)
 
 
-def load_encoder(
+def _encoder_payload(data: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """Normalise an encoder file or a training checkpoint to the encoder-file fields."""
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt == ENCODER_FORMAT:
+        if data.get("version") != ENCODER_VERSION:
+            raise ValueError(f"encoder file {path} has version {data.get('version')}, this code reads {ENCODER_VERSION}")
+        missing = {"encoder", "config", "space", "state_dict"} - set(data)
+        if missing:
+            raise ValueError(f"encoder file {path} lacks keys {sorted(missing)}")
+        return {**data, "extra": data.get("extra") or {}}
+    if fmt == CHECKPOINT_FORMAT:
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint {path} has version {data.get('version')}, this code reads {CHECKPOINT_VERSION}")
+        meta, model = data.get("encoder_meta"), data.get("model")
+        if not isinstance(meta, dict) or not isinstance(model, dict):
+            raise ValueError(f"checkpoint {path} lacks encoder_meta or model")
+        missing = {"encoder", "config", "space"} - set(meta)
+        if missing:
+            raise ValueError(f"checkpoint {path}: encoder_meta lacks keys {sorted(missing)}")
+        prefix = "encoder."
+        state = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+        if not state:
+            raise ValueError(f"checkpoint {path} holds no encoder weights (no model keys starting with 'encoder.')")
+        return {"encoder": meta["encoder"], "config": meta["config"], "space": meta["space"],
+                "state_dict": state, "extra": meta.get("extra") or {}}
+    raise ValueError(
+        f"{path} is not an encoder file (expected format {ENCODER_FORMAT!r}) nor a training "
+        f"checkpoint (format {CHECKPOINT_FORMAT!r})"
+    )
+
+
+def read_encoder_file(
     path: str | os.PathLike, space: InvarianceSpace | None = None, map_location: str = "cpu"
-) -> InvarianceEncoder:
-    """Rebuild an encoder written by :func:`save_encoder`, in eval mode.
+) -> tuple[InvarianceEncoder, dict[str, Any]]:
+    """Rebuild the encoder of an encoder file or a training checkpoint, with its extras.
 
     Args:
-        path: the encoder file.
+        path: an encoder file or a training checkpoint.
         space: if given, the file's space must equal it (same names in the same order and
             the same ``min_active``).
         map_location: device for the weights.
+
+    Returns:
+        ``(encoder in eval mode, extra)``; ``extra`` is ``{}`` for files written without one.
 
     Raises:
         FileNotFoundError, ValueError: missing, corrupt or foreign file, other space,
             unknown architecture or weights that do not fit it; messages name the file.
     """
-    data = safe_load(path, "encoder file", map_location)
-    if not isinstance(data, dict) or data.get("format") != ENCODER_FORMAT:
-        raise ValueError(
-            f"{path} is not an encoder file (expected format {ENCODER_FORMAT!r}); a training "
-            f"checkpoint is turned into one by the `export` command"
-        )
-    if data.get("version") != ENCODER_VERSION:
-        raise ValueError(f"encoder file {path} has version {data.get('version')}, this code reads {ENCODER_VERSION}")
-    missing = {"encoder", "config", "space", "state_dict"} - set(data)
-    if missing:
-        raise ValueError(f"encoder file {path} lacks keys {sorted(missing)}")
+    data = _encoder_payload(safe_load(path, "encoder file", map_location), path)
     stored = InvarianceSpace.from_dict(data["space"])
     if space is not None and space != stored:
         raise ValueError(
@@ -72,4 +138,14 @@ def load_encoder(
         encoder.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as err:
         raise ValueError(f"weights in encoder file {path} do not fit {data['encoder']}: {err}") from err
-    return encoder.to(map_location).eval()
+    return encoder.to(map_location).eval(), dict(data["extra"])
+
+
+def load_encoder(
+    path: str | os.PathLike, space: InvarianceSpace | None = None, map_location: str = "cpu"
+) -> InvarianceEncoder:
+    """Rebuild an encoder from an encoder file or a training checkpoint, in eval mode.
+
+    See :func:`read_encoder_file` (this drops the extras).
+    """
+    return read_encoder_file(path, space, map_location)[0]

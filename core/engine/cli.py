@@ -1,0 +1,98 @@
+"""``pretrain`` and ``export`` sub-commands, shared by the modality CLIs (``aiaudio``, ``aivision``).
+
+User errors (bad config, missing checkpoint, non-finite loss) print one ``error: ...`` line
+to stderr and give a non-zero exit status, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Callable
+
+from core.config import ConfigError
+from core.encoders.serialise import read_encoder_file, save_encoder
+from core.engine.config import PretrainConfig, load_config
+from core.engine.loop import NonFiniteLossError, pretrain
+from core.modality import Modality
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, the shell's status for a TERM-ed process
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def run_pretrain(args: argparse.Namespace, make_modality: Callable[[PretrainConfig], Modality]) -> int:
+    """Load the config, build the modality and pre-train; returns the exit status."""
+    overrides = list(args.overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as err:
+        _error(str(err))
+        return EXIT_CONFIG
+    try:
+        modality = make_modality(config)
+    except ConfigError as err:
+        data_overrides = [o for o in overrides if o.strip().startswith("data.")]
+        source = args.config or "default config"
+        if data_overrides:
+            source += f" (with command line overrides {' '.join(data_overrides)})"
+        _error(f"{source}: {err}")
+        return EXIT_CONFIG
+    try:
+        result = pretrain(config, modality, resume=args.resume, progress=not args.no_progress)
+    except ConfigError as err:
+        _error(f"{args.config or 'default config'}: {err}")
+        return EXIT_CONFIG
+    except (NonFiniteLossError, FileNotFoundError, FileExistsError) as err:
+        _error(str(err))
+        return EXIT_FAILED
+    if result.stopped == "sigterm":
+        print(f"stopped by SIGTERM after step {result.steps}; checkpoint {result.checkpoint}; "
+              f"continue with --resume", file=sys.stderr)
+        return EXIT_SIGTERM
+    if result.stopped == "stop_at":
+        print(f"stopped at step {result.steps} (train.stop_at); checkpoint {result.checkpoint}; "
+              f"continue with --resume")
+        return 0
+    print(f"pre-trained {result.steps} steps in {result.run_dir}; encoder: {result.encoder_path}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the encoder of a checkpoint (or encoder file) as an encoder file with its extras."""
+    try:
+        encoder, extra = read_encoder_file(args.checkpoint)
+        path = save_encoder(encoder, args.out, extra=extra)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        _error(str(err))
+        return EXIT_FAILED
+    params = sum(p.numel() for p in encoder.parameters())
+    print(f"wrote {path}: {encoder.name} ({params / 1e6:.2f}M parameters), space {list(encoder.space.names)}, "
+          f"extra keys {sorted(extra)}")
+    return 0
+
+
+def add_pretrain_commands(sub: argparse._SubParsersAction,
+                          make_modality: Callable[[PretrainConfig], Modality]) -> None:
+    """Add ``pretrain --config FILE [--resume] [--no-progress] [a.b=v ...]`` and
+    ``export --checkpoint C --out encoder.pt``.
+
+    Args:
+        sub: the CLI's sub-parsers.
+        make_modality: builds the modality from the validated config (validates ``data:``).
+    """
+    p = sub.add_parser("pretrain", help="contrastive pre-training from a YAML config (torchrun for several GPUs)")
+    p.add_argument("--config", default=None, metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoints/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides such as train.steps=100 (values parsed as YAML)")
+    p.set_defaults(func=lambda args: run_pretrain(args, make_modality))
+    e = sub.add_parser("export", help="write the encoder of a training checkpoint as an encoder file")
+    e.add_argument("--checkpoint", required=True, help="checkpoint (e.g. run/checkpoints/last.pt)")
+    e.add_argument("--out", required=True, help="encoder file to write (e.g. encoder.pt)")
+    e.set_defaults(func=run_export)

@@ -1,0 +1,180 @@
+"""The pre-training config: YAML file + ``a.b=value`` overrides -> validated dataclasses.
+
+Sections: ``run_dir``, ``seed``, ``encoder``, ``method`` (:class:`core.methods.MethodConfig`),
+``descriptor``, ``optim`` (:class:`core.optim.OptimConfig`), ``train``, ``monitor`` and the
+free-form ``data`` mapping that the modality validates itself.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from core.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from core.invariance import InvarianceSpace
+from core.methods.base import MethodConfig
+from core.optim import OptimConfig
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class EncoderConfig:
+    """Attributes:
+        name: registered encoder name; None = the modality's default.
+        kwargs: architecture options, merged over the modality's default keyword arguments
+            (e.g. ``{"width": 32}`` keeps audio's ``in_chans: 1``).
+    """
+    name: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DescriptorConfig:
+    """Attributes:
+        mode: ``sample`` draws a binary descriptor per step from a generator seeded by
+            (seed, step), identical on every rank (AI-SimCLR / AI-MoCo); ``fixed`` uses one
+            descriptor throughout.
+        fixed: the descriptor for ``fixed`` (one value in [0, 1] per space entry); None =
+            all ones, the default SimCLR / MoCo baseline.
+    """
+    mode: Literal["sample", "fixed"] = "sample"
+    fixed: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.mode == "fixed" or self.fixed is None,
+                 f"descriptor.fixed is only used with descriptor.mode: fixed (mode is {self.mode!r})")
+
+    def check(self, space: InvarianceSpace) -> None:
+        """Raise ConfigError unless ``fixed`` fits ``space`` (length K, values in [0, 1])."""
+        if self.fixed is None:
+            return
+        try:
+            space.check(list(self.fixed))
+        except ValueError as err:
+            raise ConfigError(f"descriptor.fixed {self.fixed}: {err}") from err
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+        steps: optimiser steps of the whole run (the schedule's length).
+        batch_size: samples per rank per step.
+        num_workers: DataLoader worker processes per rank.
+        checkpoint_every: write checkpoints/step_XXXXXXX.pt every this many steps.
+        keep_checkpoints: newest step files kept (last.pt is kept too).
+        log_every: CSV / TensorBoard row every this many steps.
+        bf16: bfloat16 autocast (CUDA only; ignored on CPU).
+        channels_last: channels-last memory format (CUDA only; ignored on CPU).
+        grad_clip: clip the global gradient norm to this value; None = no clipping.
+        deterministic: ``torch.use_deterministic_algorithms`` (bitwise-reproducible resume).
+        stop_at: stop cleanly with a checkpoint at this step (time-limited job slots);
+            ``--resume`` continues to ``steps``.
+    """
+    steps: int = 1000
+    batch_size: int = 256
+    num_workers: int = 2
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    bf16: bool = True
+    channels_last: bool = True
+    grad_clip: float | None = None
+    deterministic: bool = False
+    stop_at: int | None = None
+
+    def __post_init__(self) -> None:
+        for key, minimum in (("steps", 1), ("batch_size", 2), ("num_workers", 0), ("checkpoint_every", 1),
+                             ("keep_checkpoints", 1), ("log_every", 1)):
+            value = getattr(self, key)
+            _require(value >= minimum, f"train.{key} must be >= {minimum}, got {value}")
+        _require(self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
+                 f"train.grad_clip must be > 0 or null, got {self.grad_clip}")
+        _require(self.stop_at is None or self.stop_at >= 1, f"train.stop_at must be >= 1 or null, got {self.stop_at}")
+
+
+@dataclass
+class MonitorConfig:
+    """Online k-NN monitor on the modality's labelled split (rank 0, no grad).
+
+    Attributes:
+        every: evaluate every this many steps; 0 = off.
+        k: neighbours (cosine similarity, majority vote).
+        descriptors: ``ones`` (the all-ones descriptor) or ``leave_one_out`` (also each
+            descriptor with one augmentation's bit set to 0, where the space allows it).
+        batch_size: samples per forward pass when computing features.
+    """
+    every: int = 0
+    k: int = 20
+    descriptors: Literal["ones", "leave_one_out"] = "ones"
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 0, f"monitor.every must be >= 0 (0 = off), got {self.every}")
+        _require(self.k >= 1, f"monitor.k must be >= 1, got {self.k}")
+        _require(self.batch_size >= 1, f"monitor.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class PretrainConfig:
+    """The whole pre-training run; ``data`` is validated by the modality."""
+    run_dir: str = "runs/pretrain"
+    seed: int = 0
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(bool(str(self.run_dir).strip()), "run_dir must be a non-empty path")
+        _require(0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (the resolved config saved as run_dir/config.yaml)."""
+        return to_dict(self)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> PretrainConfig:
+    """Validate a plain mapping (e.g. a checkpoint's ``config``) into a PretrainConfig."""
+    return from_dict(PretrainConfig, data, where)
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """Read a YAML config, apply ``a.b=value`` overrides and validate.
+
+    Args:
+        path: YAML file; None starts from the defaults.
+        overrides: items like ``"train.steps=100"`` (values parsed as YAML), applied in order.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or bad value; the message
+            names the file (or the override), the key and the allowed keys.
+    """
+    data = load_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "default config"
+    try:
+        config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from err
+    for item in overrides:
+        data = apply_overrides(data, [item], schema=PretrainConfig)
+        try:
+            config_from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"command line override {item}: {err}") from err
+    return config_from_dict(data)
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [c for k in keys for c in changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]

@@ -1,0 +1,89 @@
+"""The one object through which a modality (audio, vision) plugs into the training engine.
+
+A modality package (``aiaudio``, ``aivision``) builds its :class:`Modality` from the
+config's free-form ``data:`` mapping; ``core`` never imports a modality package.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from core.invariance import InvarianceSpace
+
+
+class Modality(ABC):
+    """What the engine needs from a modality.
+
+    Attributes:
+        name: short name, e.g. ``"audio"`` or ``"vision"``.
+        space: the invariance space its augmentations span (descriptor order).
+    """
+
+    name: str
+    space: InvarianceSpace
+
+    @abstractmethod
+    def train_dataset(self) -> torch.utils.data.Dataset:
+        """The pre-training set.
+
+        Items are dicts with ``"input"``: a raw tensor of fixed shape (audio: a wave
+        ``(T,)``) and optionally ``"skipped"`` (int). Deterministic given (seed, epoch,
+        index); if the dataset has ``set_epoch(epoch)`` the engine calls it at the start of
+        every epoch.
+        """
+
+    @abstractmethod
+    def setup(self, device: torch.device) -> None:
+        """Prepare everything derived from data and move device-side parts to ``device``.
+
+        Audio fits the front end's normaliser on the first clips, deterministically, so every
+        rank gets the same statistics. On resume the engine calls :meth:`load_state_dict`
+        first and then ``setup(device)``, which must not refit what was loaded.
+        """
+
+    @abstractmethod
+    def views(self, batch: Tensor, descriptor: Tensor, generator: torch.Generator
+              ) -> tuple[Tensor, Tensor]:
+        """Two augmented encoder inputs of a batch.
+
+        Args:
+            batch: raw inputs on the device ``(B, ...)``.
+            descriptor: ``(K,)`` binary; exactly the augmentations whose bit is 1 are applied.
+            generator: CPU generator seeded by the engine from (seed, step, rank).
+
+        Returns:
+            Two encoder inputs ``(B, C, H, W)`` on the device.
+        """
+
+    @abstractmethod
+    def encode_input(self, batch: Tensor) -> Tensor:
+        """Raw inputs on the device ``(B, ...)`` -> encoder input ``(B, C, H, W)``, no augmentation."""
+
+    @abstractmethod
+    def monitor_data(self) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Labelled data for the online k-NN monitor.
+
+        Returns:
+            ``(train_raw, train_labels, test_raw, test_labels)`` on CPU (raw inputs
+            ``(N, ...)``, labels ``(N,)`` int64), or None when none is configured.
+        """
+
+    @abstractmethod
+    def default_encoder(self) -> tuple[str, dict[str, Any]]:
+        """Registry name and keyword arguments, e.g. ``("hyper_resnet18", {"in_chans": 1})``."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data and tensors needed to rebuild the input pipeline (e.g. ``{"frontend": ...}``)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (called before :meth:`setup` on resume)."""
+
+    @abstractmethod
+    def encoder_extra(self) -> dict[str, Any]:
+        """Plain data stored under ``"extra"`` in the exported encoder file, so downstream
+        commands reproduce the input pipeline (audio: ``{"frontend": Frontend.to_dict()}``)."""
