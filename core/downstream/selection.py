@@ -1,0 +1,212 @@
+"""Model selection for the probe: validation splits, candidate grids, pieces held in memory,
+and the Adam fit of one candidate (:func:`train_probe`).
+
+Everything here serves one rule: hyper-parameters (learning rate, weight decay, and the
+binary descriptor for ``best_corner``) are chosen on a validation split, never on test data.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.downstream.clips import ClipSource, encode_pieces
+from core.downstream.descriptor_grad import features_with_descriptor_grad
+from core.encoders.base import InvarianceEncoder
+
+if TYPE_CHECKING:
+    from core.downstream.probe import ProbeConfig
+
+
+def split_train_val(labels: Tensor, fraction: float, seed: int, stratify: bool = True
+                    ) -> tuple[list[int], list[int]]:
+    """Carve a validation split from N clips, reproducibly from ``seed``.
+
+    Args:
+        labels: ``(N,)`` class ids (used when ``stratify``) or ``(N, T)`` targets.
+        fraction: share of clips that go to validation, in ``(0, 1)``.
+        seed: seed of the ``torch.Generator`` that shuffles.
+        stratify: take ``round(fraction * n_c)`` clips of every class c (a class with a single
+            clip stays in training); otherwise a plain random split.
+
+    Returns:
+        Sorted ``(train_indices, val_indices)``, disjoint, covering all N clips, both non-empty.
+    """
+    n = int(labels.shape[0])
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"split_train_val: val_fraction must be in (0, 1), got {fraction}")
+    if n < 2:
+        raise ValueError(f"split_train_val: need at least 2 clips to carve a validation split, got {n}")
+    generator = torch.Generator().manual_seed(int(seed))
+    if stratify:
+        val: list[int] = []
+        for cls in torch.unique(labels).tolist():
+            members = (labels == cls).nonzero().flatten()
+            members = members[torch.randperm(members.numel(), generator=generator)]
+            take = min(round(fraction * members.numel()), members.numel() - 1)
+            val.extend(members[:take].tolist())
+    else:
+        order = torch.randperm(n, generator=generator)
+        val = order[:round(fraction * n)].tolist()
+    if not val:  # tiny sets: at least one validation clip
+        val = [int(torch.randperm(n, generator=generator)[0])]
+    if len(val) == n:
+        val = val[1:]
+    chosen = set(val)
+    return [i for i in range(n) if i not in chosen], sorted(val)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the selection grid.
+
+    Attributes:
+        descriptor: fixed descriptor ``(K,)``, or ``None`` to learn it (from 0.5 per entry).
+        lr: Adam learning rate of the head (and of the descriptor unless set apart).
+        weight_decay: L2 penalty on the head's weights.
+    """
+
+    descriptor: Tensor | None
+    lr: float
+    weight_decay: float
+
+
+def candidate_grid(descriptors: Sequence[Tensor | None], lrs: Sequence[float],
+                   weight_decays: Sequence[float]) -> list[Candidate]:
+    """Every (descriptor, lr, weight decay) combination, descriptors outermost."""
+    return [Candidate(d, float(lr), float(wd)) for d, lr, wd in itertools.product(descriptors, lrs, weight_decays)]
+
+
+def best_index(scores: Sequence[float]) -> int:
+    """Position of the highest score (the first on ties; NaN never wins unless all are NaN)."""
+    if not scores:
+        raise ValueError("best_index: no scores")
+    keyed = [(-math.inf if math.isnan(s) else s) for s in scores]
+    return max(range(len(keyed)), key=lambda i: (keyed[i], -i))
+
+
+class PieceSet:
+    """The pieces of several clip sources, concatenated and held in memory.
+
+    Clips are numbered in order: the first source's clips first. Features under a
+    descriptor are cached for the most recent descriptor (fixed-descriptor fits reuse them
+    across the whole selection grid).
+
+    Args:
+        sources: the clip sources (e.g. ``[train, val]``).
+    """
+
+    def __init__(self, sources: Sequence[ClipSource]) -> None:
+        xs, owners, labels, offset = [], [], [], 0
+        for source in sources:
+            n = len(source)
+            if n == 0:
+                raise ValueError("PieceSet: a clip source is empty")
+            x, owner = source.pieces(range(n))
+            xs.append(x)
+            owners.append(owner + offset)
+            labels.append(source.labels)
+            offset += n
+        self.x: Tensor = torch.cat(xs)                    # (P, C, H, W)
+        self.owner: Tensor = torch.cat(owners)            # (P,) clip id of each piece
+        self.labels: Tensor = torch.cat(labels)           # (N,) or (N, T)
+        self.sizes = [len(s) for s in sources]
+        self._cache: tuple[tuple[float, ...], Tensor] | None = None
+
+    @property
+    def num_clips(self) -> int:
+        return int(self.labels.shape[0])
+
+    def clip_range(self, source: int) -> Tensor:
+        """Clip ids ``(n,)`` of the ``source``-th source."""
+        start = sum(self.sizes[:source])
+        return torch.arange(start, start + self.sizes[source])
+
+    def piece_ids(self, clips: Tensor) -> Tensor:
+        """Ids ``(p,)`` of the pieces of ``clips``, in piece order."""
+        member = torch.zeros(self.num_clips, dtype=torch.bool)
+        member[clips] = True
+        return member[self.owner].nonzero().flatten()
+
+    def local_owner(self, pieces: Tensor, clips: Tensor) -> Tensor:
+        """Position in ``clips`` of each piece's clip, ``(p,)``."""
+        position = torch.full((self.num_clips,), -1, dtype=torch.long)
+        position[clips] = torch.arange(clips.numel())
+        return position[self.owner[pieces]]
+
+    def features(self, encoder: InvarianceEncoder, descriptor: Tensor, batch_size: int,
+                 device: str | torch.device, pieces: Tensor | None = None) -> Tensor:
+        """Features ``(P or p, D)`` on the CPU of all pieces (cached) or of ``pieces`` only."""
+        if pieces is not None:
+            return encode_pieces(encoder, self.x[pieces], descriptor, batch_size, device)
+        key = tuple(float(v) for v in descriptor.detach().cpu().flatten())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = None  # free the old features before computing new ones
+            self._cache = (key, encode_pieces(encoder, self.x, descriptor, batch_size, device))
+        return self._cache[1]
+
+
+def train_probe(encoder: InvarianceEncoder, inputs: Tensor, targets: Tensor, num_outputs: int,
+                config: "ProbeConfig", lr: float, weight_decay: float, descriptor: Tensor | None,
+                device: str | torch.device = "cpu", accumulate: bool = True
+                ) -> tuple[Tensor, nn.Linear, list[Tensor]]:
+    """Fit a head (and, if ``descriptor`` is None, a descriptor from 0.5) with Adam.
+
+    With ``config.grad == "light"`` each batch is processed in micro-batches of
+    ``config.micro_batch`` whose losses (weighted by their share of the batch) are
+    back-propagated one after the other: the losses are means over samples, so the summed
+    gradient is exactly the batch gradient, with the graph of one micro-batch in memory and
+    no recomputation. ``accumulate=False`` uses the general recomputing path of
+    :func:`~core.downstream.descriptor_grad.features_with_descriptor_grad` instead.
+
+    Args:
+        inputs: encoder inputs ``(P, C, H, W)`` when learning the descriptor, else
+            precomputed features ``(P, D)``.
+        targets: ``(P,)`` class ids or ``(P, T)`` standardised targets.
+        num_outputs: classes or T.
+        config: task, epochs, batch size, seed, descriptor_lr, grad, micro_batch.
+        lr, weight_decay: Adam step size; L2 on the head's weight.
+        descriptor: a fixed ``(K,)`` (then ``inputs`` are its features) or None to learn one.
+        device: where the head (and the encoder) run.
+        accumulate: see above.
+
+    Returns:
+        ``(descriptor (K,), head, trainable tensors)``.
+    """
+    learn = descriptor is None
+    head = nn.Linear(encoder.num_features, num_outputs).to(device=device, dtype=inputs.dtype)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    groups = [{"params": [head.weight], "weight_decay": weight_decay}, {"params": [head.bias], "weight_decay": 0.0}]
+    if learn:
+        d = torch.full((encoder.space.dim,), 0.5, device=device, dtype=inputs.dtype, requires_grad=True)
+        groups.append({"params": [d], "weight_decay": 0.0, "lr": config.descriptor_lr or lr})
+    else:
+        d = descriptor.detach().to(device)
+    optimizer = torch.optim.Adam(groups, lr=lr)
+    loss_fn = F.cross_entropy if config.task == "classification" else F.mse_loss
+    by_parts = learn and config.grad == "light" and accumulate
+    grad_mode = "backprop" if by_parts else config.grad
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.epochs):
+        for idx in torch.randperm(inputs.shape[0], generator=generator).split(config.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            for part in idx.split(config.micro_batch) if by_parts else [idx]:
+                batch = inputs[part].to(device)
+                z = features_with_descriptor_grad(encoder, batch, d, grad_mode, config.micro_batch) if learn else batch
+                loss = loss_fn(head(z), targets[part].to(device))
+                (loss * (part.numel() / idx.numel())).backward()
+            optimizer.step()
+            if learn:
+                with torch.no_grad():
+                    d.clamp_(0.0, 1.0)
+    trainable = [head.weight, head.bias] + ([d] if learn else [])
+    return d.detach().cpu(), head, trainable
+
+
+__all__ = ["Candidate", "PieceSet", "best_index", "candidate_grid", "split_train_val", "train_probe"]
