@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.analysis.interpolation import interpolation_curve  # lives there now; re-exported here
 from core.encoders.base import InvarianceEncoder
 
 
@@ -49,26 +50,6 @@ def descriptor_effects(
             k = ref_kernels if label == reference else flat_kernels(d)
             row["kernel_change"] = float((k - ref_kernels).norm() / ref_kernels.norm())
         rows.append(row)
-    return rows
-
-
-@torch.no_grad()
-def interpolation_curve(encoder: InvarianceEncoder, x: Tensor, start: Tensor, end: Tensor, steps: int = 5) -> list[dict]:
-    """Features along ``(1 - t) * start + t * end``: cosine to each end point per step."""
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
-    encoder.eval()
-    z0, z1 = encoder(x, start), encoder(x, end)
-    rows = []
-    for t in torch.linspace(0, 1, steps).tolist():
-        z = encoder(x, (1 - t) * start + t * end)
-        rows.append(
-            {
-                "t": t,
-                "cosine_to_start": float(F.cosine_similarity(z, z0, dim=1).mean()),
-                "cosine_to_end": float(F.cosine_similarity(z, z1, dim=1).mean()),
-            }
-        )
     return rows
 
 

@@ -1,0 +1,167 @@
+"""How invariant is an encoder, under a given descriptor, to each transform of its input?
+
+Following Ericsson et al. ("Why do self-supervised models transfer?"): for every transform
+and strength, compare the features of the clean inputs with those of their transformed
+copies by the mean cosine similarity and the mean Mahalanobis distance, the covariance
+coming from the clean features. An invariant encoder gives cosine 1 and distance 0.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core.encoders.base import InvarianceEncoder
+
+Transform = Callable[[Tensor, float, torch.Generator], Tensor]
+
+RIDGE = 1e-3
+"""Default relative ridge: the covariance used is ``cov + RIDGE * (trace(cov) / D) * I``."""
+
+
+def transform_generator(seed: int, transform_index: int, strength_index: int) -> torch.Generator:
+    """The CPU generator for one (transform, strength): seeded from the three integers."""
+    value = ((int(seed) * 1_000_003 + int(transform_index)) * 1_000_003 + int(strength_index)) % (2**63 - 1)
+    return torch.Generator().manual_seed(value)
+
+
+@torch.no_grad()
+def _features(encoder: InvarianceEncoder, raw: Tensor, prepare: Callable[[Tensor], Tensor], d: Tensor,
+              batch_size: int, device: torch.device) -> Tensor:
+    """``(N, D)`` float64 CPU features of raw inputs ``(N, ...)``."""
+    out = []
+    for i in range(0, raw.shape[0], batch_size):
+        x = prepare(raw[i:i + batch_size].to(device)).to(device)
+        out.append(encoder(x, d).double().cpu())
+    return torch.cat(out)
+
+
+def whitening_factor(clean: Tensor, ridge: float = RIDGE) -> Tensor:
+    """Cholesky factor ``L`` of the ridge-regularised covariance of clean features ``(N, D)``.
+
+    ``cov = (Z - mean)^T (Z - mean) / (N - 1) + ridge * (trace / D) * I``; the relative ridge
+    makes the matrix invertible when N <= D or features are collinear, at a scale that
+    follows the features'. Mahalanobis distances are then ``||L^{-1} (z - z')||``.
+    """
+    z = clean.double()
+    centred = z - z.mean(0)
+    cov = centred.T @ centred / (z.shape[0] - 1)
+    scale = float(cov.diagonal().mean())
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype)
+    return torch.linalg.cholesky(cov + max(ridge * scale, 1e-12) * eye)
+
+
+def mahalanobis(a: Tensor, b: Tensor, factor: Tensor) -> Tensor:
+    """Per-row Mahalanobis distances ``(N,)`` between ``a`` and ``b`` ``(N, D)``, given the
+    Cholesky factor of the covariance (:func:`whitening_factor`)."""
+    diff = (a.double() - b.double()).T  # (D, N)
+    return torch.linalg.solve_triangular(factor, diff, upper=False).norm(dim=0)
+
+
+def _check_inputs(clean: Tensor, transforms: Mapping, strengths: Mapping, descriptors: Mapping,
+                  batch_size: int, ridge: float) -> None:
+    if not isinstance(clean, Tensor) or clean.dim() < 1 or clean.shape[0] < 2:
+        raise ValueError("measure_invariance: clean must be a tensor (N, ...) with N >= 2 "
+                         f"(the covariance needs two samples), got {getattr(clean, 'shape', clean)!r}")
+    if not transforms or not descriptors:
+        raise ValueError("measure_invariance: need at least one transform and one descriptor")
+    if set(transforms) != set(strengths):
+        raise ValueError(f"measure_invariance: strengths must name exactly the transforms: transforms "
+                         f"{sorted(transforms)}, strengths {sorted(strengths)}")
+    for name, grid in strengths.items():
+        if len(grid) == 0:
+            raise ValueError(f"measure_invariance: empty strength grid for transform {name!r}")
+        if not callable(transforms[name]):
+            raise TypeError(f"measure_invariance: transform {name!r} is not callable")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"measure_invariance: batch_size must be a positive integer, got {batch_size!r}")
+    if not ridge > 0:
+        raise ValueError(f"measure_invariance: ridge must be positive, got {ridge!r}")
+
+
+def measure_invariance(
+    encoder: InvarianceEncoder,
+    clean: Tensor,
+    prepare: Callable[[Tensor], Tensor],
+    transforms: Mapping[str, Transform],
+    strengths: Mapping[str, Sequence[float]],
+    descriptors: Mapping[str, Tensor],
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    ridge: float = RIDGE,
+) -> list[dict]:
+    """Cosine similarity and Mahalanobis distance between clean and transformed features.
+
+    Each transform is applied once per strength to the whole of ``clean`` with the generator
+    :func:`transform_generator` ``(seed, transform index, strength index)``, so results are
+    deterministic given ``seed`` and every descriptor sees the same transformed inputs.
+
+    Args:
+        encoder: put in eval mode (BatchNorm statistics untouched).
+        clean: raw inputs ``(N, ...)`` on the CPU (N >= 2; held-out data).
+        prepare: raw batch (moved to ``device``) -> encoder input ``(B, C, H, W)``.
+        transforms: name -> ``transform(raw (N, ...), strength, generator) -> raw (N, ...)``.
+        strengths: name -> grid of strengths, one per transform.
+        descriptors: label -> descriptor ``(K,)``.
+        batch_size: encoder batch size.
+        seed: seeds the transforms.
+        device: where the encoder runs.
+        ridge: relative ridge added to the clean covariance (see :func:`whitening_factor`).
+
+    Returns:
+        One row per (descriptor, transform, strength): ``descriptor`` (label), ``transform``,
+        ``strength``, ``cosine`` (mean over the N inputs), ``mahalanobis`` (mean).
+    """
+    _check_inputs(clean, transforms, strengths, descriptors, batch_size, ridge)
+    device = torch.device(device)
+    encoder.eval()
+    checked = {label: encoder.space.check(d).to(device) for label, d in descriptors.items()}
+    base = {label: _features(encoder, clean, prepare, d, batch_size, device) for label, d in checked.items()}
+    factors = {label: whitening_factor(z, ridge) for label, z in base.items()}
+    results: dict[tuple[str, str, int], dict] = {}
+    for t, (name, transform) in enumerate(transforms.items()):
+        for s, strength in enumerate(strengths[name]):
+            moved = transform(clean, float(strength), transform_generator(seed, t, s))
+            if not isinstance(moved, Tensor) or moved.shape != clean.shape:
+                raise ValueError(f"measure_invariance: transform {name!r} must return a tensor of shape "
+                                 f"{tuple(clean.shape)}, got {getattr(moved, 'shape', type(moved).__name__)}")
+            for label, d in checked.items():
+                z = _features(encoder, moved, prepare, d, batch_size, device)
+                results[(label, name, s)] = {
+                    "descriptor": label, "transform": name, "strength": float(strength),
+                    "cosine": float(F.cosine_similarity(z, base[label], dim=1).mean()),
+                    "mahalanobis": float(mahalanobis(z, base[label], factors[label]).mean()),
+                }
+    return [results[(label, name, s)] for label in checked for name in transforms
+            for s in range(len(strengths[name]))]
+
+
+def summarise_invariance(rows: Sequence[Mapping]) -> list[dict]:
+    """Average :func:`measure_invariance` rows over strengths.
+
+    Returns:
+        One row per (descriptor, transform), in first-seen order: ``descriptor``,
+        ``transform``, ``cosine``, ``mahalanobis`` (means) and ``num_strengths``.
+    """
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for i, row in enumerate(rows):
+        missing = {"descriptor", "transform", "cosine", "mahalanobis"} - set(row)
+        if missing:
+            raise ValueError(f"summarise_invariance: row {i} lacks {sorted(missing)}")
+        groups.setdefault((row["descriptor"], row["transform"]), []).append(row)
+    if not groups:
+        raise ValueError("summarise_invariance: no rows")
+    return [
+        {"descriptor": label, "transform": name,
+         "cosine": sum(float(r["cosine"]) for r in group) / len(group),
+         "mahalanobis": sum(float(r["mahalanobis"]) for r in group) / len(group),
+         "num_strengths": len(group)}
+        for (label, name), group in groups.items()
+    ]
+
+
+__all__ = ["RIDGE", "mahalanobis", "measure_invariance", "summarise_invariance", "transform_generator",
+           "whitening_factor"]

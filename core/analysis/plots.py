@@ -1,0 +1,205 @@
+"""Figures of the downstream analysis, written as PNG files with matplotlib's Agg backend.
+
+* :func:`radar_plot`: descriptors as polygons over the K augmentation names.
+* :func:`pareto_plot`: score against cost (parameters, time, memory), Pareto front drawn.
+* :func:`interpolation_plot`: curves along a path between two descriptors.
+* :func:`invariance_plot`: cosine similarity (and Mahalanobis distance) per transform.
+
+Every function validates its rows, creates the parent folder and returns the path written.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png_path(path: str | Path, where: str) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{where}: path must end in .png, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _finite(value, where: str) -> float:
+    """``float(value)`` for a finite number (int, float, 0-d tensor or array); else ValueError."""
+    try:
+        number = float(value) if not isinstance(value, (bool, str, bytes)) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return number
+
+
+def radar_plot(values: Mapping[str, Sequence[float]], names: Sequence[str], path: str | Path,
+               title: str | None = None) -> Path:
+    """One polygon per descriptor over the axes ``names`` (values usually in [0, 1]).
+
+    Args:
+        values: label -> K numbers (e.g. learned descriptors per dataset).
+        names: the K axis names (augmentations), K >= 2.
+        path: output ``.png``.
+        title: optional figure title.
+    """
+    path = _png_path(path, "radar_plot")
+    if len(names) < 2:
+        raise ValueError(f"radar_plot: need at least 2 axis names, got {list(names)}")
+    if not values:
+        raise ValueError("radar_plot: no values to plot")
+    for label, v in values.items():
+        if len(v) != len(names):
+            raise ValueError(f"radar_plot: {label!r} has {len(v)} values for {len(names)} names")
+    angles = [2 * math.pi * k / len(names) for k in range(len(names))]
+    top = max(1.0, *(_finite(x, f"radar_plot[{label!r}]") for label, v in values.items() for x in v))
+    fig = plt.figure(figsize=(5.5, 5.5))
+    ax = fig.add_subplot(projection="polar")
+    for label, v in values.items():
+        pts = [float(x) for x in v]
+        ax.plot(angles + angles[:1], pts + pts[:1], marker="o", label=label)
+        ax.fill(angles + angles[:1], pts + pts[:1], alpha=0.1)
+    ax.set_xticks(angles)
+    ax.set_xticklabels(list(names))
+    ax.set_ylim(0, top)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize="small")
+    if title:
+        ax.set_title(title, pad=20)
+    return _save(fig, path)
+
+
+def pareto_front(rows: Sequence[Mapping], x_key: str, y_key: str) -> list[int]:
+    """Indices of the rows no other row beats (lower or equal ``x_key`` cost and higher or equal
+    ``y_key`` score, one strictly), sorted by cost."""
+    pts = [(_finite(r[x_key], f"pareto {x_key}"), _finite(r[y_key], f"pareto {y_key}")) for r in rows]
+    front = [i for i, (x, y) in enumerate(pts)
+             if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for x2, y2 in pts)]
+    return sorted(front, key=lambda i: pts[i])
+
+
+def pareto_plot(rows: Sequence[Mapping], x_key: str, y_key: str, label_key: str, path: str | Path,
+                log_x: bool = False, title: str | None = None) -> Path:
+    """Score ``y_key`` against cost ``x_key`` (e.g. ``trainable_params``, ``wall_s``), each point
+    labelled with ``row[label_key]``, the Pareto front (cheaper and better) drawn as a step line.
+
+    Args:
+        rows: one mapping per method/fit.
+        x_key, y_key, label_key: keys of the cost, the score and the label.
+        path: output ``.png``.
+        log_x: logarithmic cost axis (costs must then be positive).
+        title: optional figure title.
+    """
+    path = _png_path(path, "pareto_plot")
+    if not rows:
+        raise ValueError("pareto_plot: no rows")
+    for i, row in enumerate(rows):
+        missing = [k for k in (x_key, y_key, label_key) if k not in row]
+        if missing:
+            raise ValueError(f"pareto_plot: row {i} lacks {missing}")
+    front = pareto_front(rows, x_key, y_key)
+    xs, ys = [float(r[x_key]) for r in rows], [float(r[y_key]) for r in rows]
+    if log_x and min(xs) <= 0:
+        raise ValueError(f"pareto_plot: log_x needs positive {x_key!r}, got {min(xs)}")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(xs, ys, zorder=3)
+    for r, x, y in zip(rows, xs, ys):
+        ax.annotate(str(r[label_key]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", label="Pareto front")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(y_key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def interpolation_plot(rows: Sequence[Mapping], path: str | Path, title: str | None = None) -> Path:
+    """Every numeric column (other than ``t``) of interpolation rows against ``t``.
+
+    Args:
+        rows: from :func:`core.analysis.interpolation.interpolation_curve` (``cosine_to_start``,
+            ``cosine_to_end``) or :func:`~core.analysis.interpolation.score_curve` (``score``).
+        path: output ``.png``.
+    """
+    path = _png_path(path, "interpolation_plot")
+    if not rows or any("t" not in r for r in rows):
+        raise ValueError("interpolation_plot: need rows, each with a 't' key")
+    keys = [k for k, v in rows[0].items() if k != "t" and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not keys:
+        raise ValueError(f"interpolation_plot: rows have no numeric column besides 't' (keys {list(rows[0])})")
+    ts = [_finite(r["t"], "interpolation_plot t") for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        ax.plot(ts, [_finite(r[key], f"interpolation_plot {key}") for r in rows], marker="o", label=key)
+    ax.set_xlabel("t  (0 = start descriptor, 1 = end descriptor)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def invariance_plot(summary_rows: Sequence[Mapping], path: str | Path, title: str | None = None) -> Path:
+    """Invariance per transform, one line (or bar) per descriptor.
+
+    Args:
+        summary_rows: rows of :func:`core.analysis.invariance.measure_invariance` (with
+            ``strength``: one panel per transform, cosine and Mahalanobis against strength) or
+            of :func:`~core.analysis.invariance.summarise_invariance` (grouped bars per transform).
+        path: output ``.png``.
+    """
+    path = _png_path(path, "invariance_plot")
+    rows = list(summary_rows)
+    need = {"descriptor", "transform", "cosine", "mahalanobis"}
+    if not rows or any(need - set(r) for r in rows):
+        raise ValueError(f"invariance_plot: need rows with keys {sorted(need)}")
+    transforms = list(dict.fromkeys(r["transform"] for r in rows))
+    labels = list(dict.fromkeys(r["descriptor"] for r in rows))
+    if all("strength" in r for r in rows):
+        fig, axes = plt.subplots(2, len(transforms), figsize=(3.6 * len(transforms), 6), squeeze=False)
+        for j, name in enumerate(transforms):
+            for label in labels:
+                pts = sorted((_finite(r["strength"], "strength"), r["cosine"], r["mahalanobis"])
+                             for r in rows if r["transform"] == name and r["descriptor"] == label)
+                for i, key in ((0, 1), (1, 2)):
+                    axes[i][j].plot([p[0] for p in pts], [p[key] for p in pts], marker="o", label=label)
+            axes[0][j].set_title(name)
+            axes[1][j].set_xlabel("strength")
+        axes[0][0].set_ylabel("cosine similarity")
+        axes[1][0].set_ylabel("Mahalanobis distance")
+        axes[0][-1].legend(fontsize="small")
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.2 * len(transforms) * 2), 4), squeeze=False)
+        width = 0.8 / len(labels)
+        for k, label in enumerate(labels):
+            by_t = {r["transform"]: r for r in rows if r["descriptor"] == label}
+            xs = [j + k * width for j in range(len(transforms))]
+            for i, key in enumerate(("cosine", "mahalanobis")):
+                axes[0][i].bar(xs, [_finite(by_t[t][key], key) if t in by_t else 0.0 for t in transforms],
+                               width=width, label=label)
+        for i, key in enumerate(("cosine similarity", "Mahalanobis distance")):
+            axes[0][i].set_xticks([j + 0.4 - width / 2 for j in range(len(transforms))])
+            axes[0][i].set_xticklabels(transforms, rotation=30, ha="right")
+            axes[0][i].set_ylabel(key)
+        axes[0][0].legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+__all__ = ["interpolation_plot", "invariance_plot", "pareto_front", "pareto_plot", "radar_plot"]
