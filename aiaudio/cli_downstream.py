@@ -1,0 +1,298 @@
+"""``aiaudio probe | fewshot | measure | finetune``: use a pre-trained encoder on a dataset.
+
+Every command takes ``--encoder`` (encoder file or training checkpoint; the log-mel front
+end comes from the file's ``extra["frontend"]``, else it is fitted on the training data
+with a warning), ``--dataset name:path?options``, ``--json OUT`` (the printed numbers) and
+the other flags of :func:`aiaudio.downstream_setup.add_common_args`. Clips are cut into
+``--seconds`` pieces; classifiers vote over a clip's pieces.
+
+Class splits: ``fewshot`` and ``measure`` use classes of one part of the class split
+(``--split-file`` or the seeded 70/10/20 split; ``--split all`` = every class). ``probe``
+and ``finetune`` need the same classes in training and test, so they split the clips of
+the chosen classes (default all) at clip level, stratified by class, with ``--seed``.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+from aiaudio.downstream_setup import (SPLITS, add_common_args, add_task_args, attach_frontend, choose_part,
+                                      cli_errors, clip_split, descriptor_table, floats_arg, make_clips,
+                                      parse_descriptors, parse_vector, setup, warm_if_fits, write_json)
+from aiaudio.space import AUDIO_AUGMENTATIONS
+
+# Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    from core.demo import format_table
+
+    return format_table(rows, columns)
+
+
+def _metric_columns(metrics: dict[str, float]) -> list[tuple[str, str, str]]:
+    return [(k, k.replace("_", " "), ".4f") for k in metrics]
+
+
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    """N-way K-shot episodes on the classes of ``--split``."""
+    with cli_errors("fewshot") as status:
+        from core.downstream.fewshot import FewShotConfig, parse_descriptor, run_fewshot
+
+        config = FewShotConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
+                               seed=args.seed, readout=args.readout, ridge_lambda=args.ridge_lambda,
+                               descriptor=args.descriptor, train_episodes=args.train_episodes,
+                               inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr,
+                               batch_size=args.batch_size)
+        s = setup(args)
+        parse_descriptor(config.descriptor, s.encoder.space)  # fail before any audio is decoded
+        test_data = choose_part(s, args.split, args.dataset)
+        if test_data.num_classes < config.ways:
+            raise ValueError(f"--split {args.split}: {test_data.num_classes} classes of {args.dataset} "
+                             f"({s.split_note}), fewer than --ways {config.ways}")
+        train_data = s.parts["train"] if args.split != "all" else test_data
+        attach_frontend(s, args, train_data)
+        test = make_clips(s, args, test_data)
+        train = None
+        if config.mode in ("dataset", "corners"):
+            if args.split == "all":
+                warnings.warn(f"--descriptor {args.descriptor} with --split all: the descriptor is chosen on "
+                              "episodes of the same classes it is tested on", UserWarning)
+            train = make_clips(s, args, train_data) if train_data is not test_data else test
+        warm_if_fits(test, _progress(args), "log-mels")
+        result = run_fewshot(s.encoder, test, config, train=train, device=args.device, progress=_progress(args))
+        report: dict[str, Any] = {
+            "command": "fewshot", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
+            "split_source": s.split_note, "classes": test_data.num_classes, "clips": len(test_data),
+            "ways": config.ways, "shots": config.shots, "queries": config.queries, "episodes": result.episodes,
+            "readout": config.readout, "descriptor_mode": result.descriptor_mode,
+            "descriptor_spec": config.descriptor, "accuracy": result.accuracy, "ci95": result.ci95,
+            "descriptor": result.descriptor, "descriptor_names": result.descriptor_names,
+            "seed": args.seed, "wall_s": result.wall_s,
+        }
+        print(f"few-shot on {args.dataset}: split {args.split} ({s.split_note}), {report['classes']} classes, "
+              f"{report['clips']} clips, {args.seconds:g} s pieces")
+        print(_table([report], [("ways", "ways", "d"), ("shots", "shots", "d"), ("queries", "queries", "d"),
+                                ("episodes", "episodes", "d"), ("readout", "readout", "s"),
+                                ("descriptor_mode", "descriptor", "s"), ("accuracy", "accuracy", ".4f"),
+                                ("ci95", "ci95", ".4f"), ("wall_s", "wall s", ".1f")]))
+        print("\ndescriptor used" + (" (mean over episodes)" if result.descriptor_mode == "episode" else "") + ":")
+        print(descriptor_table(result.descriptor_names, result.descriptor))
+        write_json(args.json, report)
+    return status[0]
+
+
+def _task_clips(args: argparse.Namespace, s: Any, data: Any) -> Any:
+    targets = [t for t in args.target.split(",") if t] if args.task == "regression" else None
+    return make_clips(s, args, data, targets)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Linear probe (with a learned, fixed, best-corner or quantised descriptor) on frozen features."""
+    with cli_errors("probe") as status:
+        from core.downstream.probe import ProbeConfig, fit_probe
+
+        fixed = parse_vector(args.fixed, "--fixed") if args.fixed is not None else None
+        config = ProbeConfig(task=args.task, descriptor=args.descriptor, fixed=fixed, bits=args.bits,
+                             lrs=args.lrs, weight_decays=args.weight_decays, descriptor_lr=args.descriptor_lr,
+                             epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
+                             seed=args.seed, grad=args.grad, micro_batch=args.micro_batch)
+        s = setup(args)
+        data, train_idx, val_idx, test_idx, note = clip_split(args, s)
+        attach_frontend(s, args, data.subset(train_idx))
+        clips = _task_clips(args, s, data)
+        warm_if_fits(clips, _progress(args), "log-mels")
+        train, test = clips.subset(train_idx), clips.subset(test_idx)
+        val = clips.subset(val_idx) if val_idx else None
+        _, result = fit_probe(s.encoder, train, config, val=val, device=args.device, progress=_progress(args),
+                              test=test)
+        metrics = result.metrics
+        report = {"command": "probe", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
+                  "split_source": note, "task": args.task, "descriptor_mode": args.descriptor,
+                  "train_clips": len(train_idx), "val_clips": len(val_idx), "test_clips": len(test_idx),
+                  **result.to_dict(), "seed": args.seed}
+        if args.task == "regression":
+            report["targets"] = args.target.split(",")
+        print(f"probe on {args.dataset}: {note}")
+        row = {**report, **metrics}
+        print(_table([row], [("task", "task", "s"), ("descriptor_mode", "descriptor", "s"), ("lr", "lr", "g"),
+                             ("weight_decay", "weight decay", "g"), ("val_score", "val score", ".4f")]
+                     + _metric_columns(metrics)
+                     + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
+                        ("peak_mb", "peak MB", ".0f")]))
+        print("\ndescriptor:")
+        print(descriptor_table(result.descriptor_names, result.descriptor))
+        write_json(args.json, report)
+    return status[0]
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune all or the last blocks of the encoder with a linear head (baseline)."""
+    with cli_errors("finetune") as status:
+        from core.downstream.finetune import FinetuneConfig, finetune
+
+        descriptor = parse_vector(args.descriptor, "--descriptor")
+        config = FinetuneConfig(task=args.task, blocks=args.blocks, descriptor=descriptor, epochs=args.epochs,
+                                lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                                budget_s=args.budget_s, seed=args.seed)
+        s = setup(args)
+        data, train_idx, val_idx, test_idx, note = clip_split(args, s)
+        train_idx = sorted(train_idx + val_idx)  # no model selection here: train on train+val
+        attach_frontend(s, args, data.subset(train_idx))
+        clips = _task_clips(args, s, data)
+        warm_if_fits(clips, _progress(args), "log-mels")
+        result = finetune(s.encoder, clips.subset(train_idx), config, test=clips.subset(test_idx),
+                          device=args.device, progress=_progress(args))
+        out = result.to_dict()
+        report = {"command": "finetune", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
+                  "split_source": note + " (train and val used for training)", "task": args.task,
+                  "train_clips": len(train_idx), "test_clips": len(test_idx), **out, "seed": args.seed}
+        print(f"fine-tuning on {args.dataset}: {note}; training on train+val")
+        print(_table([{**report, **result.metrics}],
+                     [("task", "task", "s"), ("blocks", "blocks", "s"), ("epochs_done", "epochs", "d")]
+                     + _metric_columns(result.metrics)
+                     + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
+                        ("peak_mb", "peak MB", ".0f")]))
+        if result.budget_hit:
+            print(f"stopped by the wall-clock budget of {args.budget_s:g} s")
+        write_json(args.json, report)
+    return status[0]
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Invariance of the encoder to each augmentation, per descriptor, over a strength grid."""
+    with cli_errors("measure") as status:
+        import torch
+
+        from aiaudio.augment.config import AugmentConfig
+        from aiaudio.data.crops import Pieces
+        from aiaudio.measure import (STRENGTH_UNITS, default_strengths, frontend_prepare, invariance_transforms,
+                                     parse_strengths)
+        from core.analysis.invariance import measure_invariance, summarise_invariance
+        from core.analysis.plots import invariance_plot
+
+        names = [n.strip() for n in args.transforms.split(",") if n.strip()]
+        strengths = parse_strengths(args.strength, default_strengths(names))
+        augment = AugmentConfig.from_yaml(args.augment_config) if args.augment_config else AugmentConfig()
+        transforms = invariance_transforms(names, augment, args.fade_shape)
+        s = setup(args)
+        descriptors = parse_descriptors(args.descriptors, s.encoder.space)
+        data = choose_part(s, args.split, args.dataset)
+        attach_frontend(s, args, s.parts["train"] if args.split != "all" else data)
+        if len(data) < 2:
+            raise ValueError(f"--dataset {args.dataset}: measuring needs at least 2 clips, got {len(data)}")
+        chosen = sorted(torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
+                        [:args.clips].tolist())
+        cutter = Pieces(data, seconds=args.seconds)
+        clean = torch.stack([cutter.cut(torch.from_numpy(data.load(i)))[0] for i in chosen])
+        bar = None
+        if _progress(args):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=sum(len(v) for v in strengths.values()), desc="transforms x strengths")
+
+        def on_device(transform):  # run the augmentation where the encoder runs; count progress
+            def run(wave, strength, generator):
+                out = transform(wave.to(args.device), strength, generator).cpu()
+                if bar is not None:
+                    bar.update(1)
+                return out
+            return run
+
+        rows = measure_invariance(s.encoder, clean, frontend_prepare(s.frontend, args.batch_size),
+                                  {k: on_device(t) for k, t in transforms.items()}, strengths, descriptors,
+                                  batch_size=args.batch_size, seed=args.seed, device=args.device)
+        if bar is not None:
+            bar.close()
+        summary = summarise_invariance(rows)
+        out_dir = Path(args.out_dir).expanduser()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plot = invariance_plot(rows, out_dir / "invariance.png")
+        bars = invariance_plot(summary, out_dir / "invariance_summary.png")
+        for row in summary:
+            row["unit"] = STRENGTH_UNITS[row["transform"]]
+        print(f"invariance on {args.dataset}: {len(chosen)} clips of {'all classes' if args.split == 'all' else f'the {args.split} classes'} ({s.split_note}), "
+              f"first {args.seconds:g} s piece of each; mean over each strength grid")
+        print(_table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
+                               ("cosine", "cosine", ".4f"), ("mahalanobis", "mahalanobis", ".4f"),
+                               ("num_strengths", "strengths", "d"), ("unit", "strength unit", "s")]))
+        print(f"\nplots: {plot} (against strength), {bars} (means)")
+        write_json(args.json, {"command": "measure", "encoder": args.encoder, "dataset": args.dataset,
+                               "split": args.split, "clips": len(chosen),
+                               "descriptors": {k: [float(v) for v in d] for k, d in descriptors.items()},
+                               "descriptor_names": list(s.encoder.space.names), "strengths": strengths,
+                               "summary": summary, "rows": rows, "plots": [str(plot), str(bars)],
+                               "seed": args.seed})
+    return status[0]
+
+
+def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``probe``, ``fewshot``, ``measure`` and ``finetune`` on ``sub``."""
+    p = sub.add_parser("fewshot", help="N-way K-shot episodes with a ridge/logistic/prototype readout")
+    add_common_args(p)
+    p.add_argument("--split", default="test", choices=SPLITS,
+                   help="classes the episodes come from (all: every class, e.g. for the synthetic set)")
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--queries", type=int, default=15, help="queries per class")
+    p.add_argument("--episodes", type=int, default=600)
+    p.add_argument("--readout", default="ridge", choices=["ridge", "logistic", "prototype"])
+    p.add_argument("--ridge-lambda", type=float, default=1.0)
+    p.add_argument("--descriptor", default="fixed:ones",
+                   help="fixed:ones | fixed:v1,...,v7 | episode | dataset | corners")
+    p.add_argument("--train-episodes", type=int, default=100, help="training-class episodes (dataset/corners)")
+    p.add_argument("--inner-steps", type=int, default=20, help="descriptor steps (episode/dataset)")
+    p.add_argument("--descriptor-lr", type=float, default=0.05)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=cmd_fewshot)
+
+    p = sub.add_parser("probe", help="linear probe with a learned descriptor on frozen features")
+    add_common_args(p)
+    add_task_args(p)
+    p.add_argument("--descriptor", default="learned", choices=["learned", "fixed", "best_corner", "quantised"])
+    p.add_argument("--fixed", default=None, help="for --descriptor fixed: ones or v1,...,v7 (default ones)")
+    p.add_argument("--bits", type=int, default=1, help="for --descriptor quantised")
+    p.add_argument("--lrs", type=floats_arg, default=[1e-3, 1e-2], help="learning rates to choose from on val")
+    p.add_argument("--weight-decays", type=floats_arg, default=[0.0, 1e-4])
+    p.add_argument("--descriptor-lr", type=float, default=None, help="default: the head's learning rate")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--grad", default="backprop", choices=["backprop", "forward", "light"],
+                   help="how the descriptor gradient is computed (forward/light: less memory)")
+    p.add_argument("--micro-batch", type=int, default=32)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("finetune", help="fine-tuning baseline (all or the last k blocks) with its cost")
+    add_common_args(p)
+    add_task_args(p)
+    p.add_argument("--blocks", default="all", help="all | last:<k>")
+    p.add_argument("--descriptor", default="ones", help="fixed descriptor: ones or v1,...,v7")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for training (seconds)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("measure", help="invariance (cosine, Mahalanobis) to each augmentation per descriptor")
+    add_common_args(p)
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--descriptors", nargs="+", default=["ones"],
+                   help="ones | zeros | active:a+b | LABEL:v1,...,v7 | LABEL:result.json (comma-separated "
+                        "or separate), e.g. ones,learned:0.76,0.24,0.39,0.48,0.40,0.45,0.24")
+    p.add_argument("--transforms", default=",".join(AUDIO_AUGMENTATIONS), help="augmentations to measure")
+    p.add_argument("--strength", action="append", default=[], metavar="NAME=V1,V2",
+                   help="replace an augmentation's strength grid (repeatable), e.g. noise=20,10,3")
+    p.add_argument("--clips", type=int, default=64, help="clips measured (seeded choice)")
+    p.add_argument("--augment-config", default=None, help="augmentation YAML (STFT sizes, fade shapes, ...)")
+    p.add_argument("--fade-shape", default=None, choices=["linear", "logarithmic", "exponential"],
+                   help="fixed fade shape (default: drawn per clip, as in pre-training)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out-dir", default="invariance", help="folder for invariance.png")
+    p.set_defaults(func=cmd_measure)
