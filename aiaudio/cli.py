@@ -1,9 +1,15 @@
 """The ``aiaudio`` command: audio entry points of the toolkit.
 
-Sub-commands: ``demo`` (the quickstart), ``encoders``, ``dataset`` (inspect a dataset
-spec), ``synth`` (write the synthetic set in ESC-50 layout) and ``augment`` (hear and see
-the seven augmentations). Pre-training, probing and few-shot evaluation arrive with the
-engine and downstream issues.
+Sub-commands: ``quickstart`` (pre-train AI-SimCLR and SimCLR on the built-in synthetic audio
+and evaluate every synthetic task, ``aiaudio.quickstart``), ``demo`` (what the descriptor
+changes in an untrained encoder), ``encoders``, ``dataset`` (inspect a dataset
+spec), ``synth`` (write the synthetic set in ESC-50 layout), ``augment`` (hear and see
+the seven augmentations), ``pretrain --config FILE [--resume] [a.b=v ...]`` (contrastive
+pre-training through the engine with the audio modality, ``aiaudio.modality``; several
+GPUs or nodes with ``torchrun -m aiaudio.cli pretrain ...``) and ``export --checkpoint C
+--out encoder.pt`` (the encoder of a training checkpoint, loadable by
+``core.load_encoder``), and the downstream evaluations ``probe``, ``fewshot``, ``measure``
+and ``finetune`` (``aiaudio.cli_downstream``).
 """
 from __future__ import annotations
 
@@ -13,10 +19,14 @@ import sys
 import torch
 
 from aiaudio.cli_data import add_data_commands
+from aiaudio.cli_downstream import add_downstream_commands
+from aiaudio.data.synthetic import FACTORS
+from aiaudio.modality import make_audio_modality
 from aiaudio.space import FREQUENCY_GROUP, TIME_GROUP, audio_space
 from core import build_encoder
 from core.cli import add_encoders_command, run_cli
 from core.demo import demo_report
+from core.engine.cli import add_pretrain_commands
 
 
 def synthetic_logmels(n: int, seconds: float, seed: int) -> torch.Tensor:
@@ -55,10 +65,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from aiaudio.quickstart import EvalSettings, run_quickstart
+    from core.config import ConfigError
+
+    settings = EvalSettings(episodes=args.episodes, clips=args.clips)
+    try:
+        run_quickstart(args.out, args.overrides, settings, tasks=args.tasks, progress=not args.no_progress)
+    except (ConfigError, ValueError) as err:
+        print(f"aiaudio quickstart: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiaudio", description="Amortised invariance learning for audio.")
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="build an encoder and show what the descriptor changes (quickstart)")
+    quick = sub.add_parser("quickstart", help="pre-train AI-SimCLR and SimCLR on synthetic audio (CPU, minutes) "
+                           "and print few-shot accuracy per task with the descriptor each task chose")
+    quick.add_argument("--out", default="runs/quickstart", help="output directory (a finished model is reused, "
+                       "an interrupted one resumed)")
+    quick.add_argument("--episodes", type=int, default=100, help="few-shot episodes per task and model")
+    quick.add_argument("--clips", type=int, default=300, help="fresh evaluation clips per task")
+    quick.add_argument("--tasks", nargs="+", default=list(FACTORS), choices=list(FACTORS), help="synthetic tasks")
+    quick.add_argument("--no-progress", action="store_true", help="no progress bars")
+    quick.add_argument("overrides", nargs="*", metavar="a.b=value",
+                       help="pre-training config overrides over aiaudio/configs/quickstart.yaml, e.g. train.steps=300")
+    quick.set_defaults(func=cmd_quickstart)
+    demo = sub.add_parser("demo", help="build an encoder and show what the descriptor changes")
     demo.add_argument("--encoder", default="hyper_resnet18", choices=["hyper_resnet18", "hyper_resnet50", "resnet18", "resnet50"])
     demo.add_argument("--width", type=int, default=32, help="first-stage channels (64 = standard ResNet)")
     demo.add_argument("--batch", type=int, default=8)
@@ -67,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     add_encoders_command(sub)
     add_data_commands(sub)
+    add_pretrain_commands(sub, make_audio_modality)
+    add_downstream_commands(sub)
     return parser
 
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The quickstart: build a Hyper-ResNet18 for the seven audio augmentations and show how
-# its features and kernels change with the invariance descriptor. Extra arguments go to
-# `aiaudio demo` (see `aiaudio demo --help`).
+# The quickstart: pre-train AI-SimCLR and the default SimCLR baseline on the built-in
+# synthetic audio (CPU, a few minutes each), then evaluate every synthetic task few-shot and
+# print accuracy per task and model with the descriptor each task chose. Outputs go to
+# runs/quickstart/ (see README). Extra arguments go to `aiaudio quickstart` (see
+# `bash scripts/quickstart.sh --help`), e.g. `--episodes 50 train.steps=300`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$(bash "$root/scripts/env.sh")"
 cd "$root"
-exec "$python" -m aiaudio.cli demo "$@"
+exec "$python" -m aiaudio.cli quickstart "$@"
