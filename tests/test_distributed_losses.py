@@ -88,6 +88,8 @@ def _worker(rank_id: int, init_file: str, data_file: str, out_dir: str) -> None:
         moco.backward()
         out["mocov3"], out["q1_grad"], out["q2_grad"] = moco.detach(), q1.grad, q2.grad
         torch.save(out, Path(out_dir) / f"rank{rank_id}.pt")
+        del ddp  # release DDP's reducer (and its hooks into the group) before the group goes
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -72,6 +72,7 @@ def _worker(rank_id: int, init_file: str, data_file: str, out_dir: str) -> None:
         out["loss"] = loss.detach()
         out["queue"], out["pointer"] = method.queues.get(d), method.queues.pointer(d)
         torch.save(out, Path(out_dir) / f"rank{rank_id}.pt")
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
