@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import re
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 import yaml
+
+from core.fileio import atomic_write
 
 T = TypeVar("T")
 
@@ -153,21 +153,8 @@ def save_yaml(data: dict[str, Any], path: str | Path) -> Path:
 
     Tuples are written as lists; key order is kept.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_plain(data), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _schema_fields(schema: Any) -> dict[str, Any] | None:

@@ -4,24 +4,24 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` so that a crash never leaves a half-written file there.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` through ``write(handle)`` so that a crash never leaves a half-written file.
 
-    Writes a temporary file in the same directory, flushes and fsyncs it, renames it over
-    ``path`` (atomic on POSIX) and fsyncs the directory. The previous file, if any, stays
-    intact until the rename.
+    ``write`` fills a temporary binary file in the same directory; it is flushed, fsynced and
+    renamed over ``path`` (atomic on POSIX), then the directory is fsynced. The previous
+    file, if any, stays intact until the rename; on any error the temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -35,6 +35,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def safe_load(path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:

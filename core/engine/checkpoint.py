@@ -12,15 +12,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from core.encoders.serialise import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
-from core.fileio import atomic_save, safe_load
+from core.fileio import atomic_save, atomic_write, safe_load
 
 LAST = "last.pt"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -49,18 +48,11 @@ def step_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
 
 def atomic_copy(src: Path, dst: Path) -> Path:
     """Copy ``src`` to ``dst`` through a temporary file, fsync and rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+    def copy(out: BinaryIO) -> None:
+        with open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dst
+
+    return atomic_write(dst, copy)
 
 
 def save_checkpoint(payload: dict[str, Any], ckpt_dir: Path, keep: int) -> Path:
