@@ -25,3 +25,14 @@ def audio_space() -> InvarianceSpace:
 def tiny_encoder(name: str, space: InvarianceSpace, seed: int = 0):
     torch.manual_seed(seed)
     return build_encoder(name, space, **TINY[name])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny tensors are latency-bound, extra threads only contend on a busy 2-core machine, and
+    in-process training then does the same arithmetic as the one-thread subprocesses."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

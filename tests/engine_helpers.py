@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -110,19 +109,9 @@ class HookedModality(Modality):
         return self.inner.encoder_extra()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Run a test module's in-process training on one intra-op thread (as the subprocesses
-    do): identical arithmetic in both, and no OpenMP spinning on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_helper(*args: str, torchrun: int = 0, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run this module as a script (optionally under ``torchrun --nproc_per_node N``)."""
-    # one intra-op thread, like the tests' in-process runs (see one_thread): bitwise-equal results
+    # one intra-op thread, like the tests' in-process runs (see the one_thread fixture in conftest.py): bitwise-equal results
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     prefix = [sys.executable]
     if torchrun:

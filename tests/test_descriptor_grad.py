@@ -6,13 +6,7 @@ from conftest import tiny_encoder
 from core.downstream.descriptor_grad import GRAD_MODES, features_with_descriptor_grad
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny ops are latency-bound and the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 
 def _frozen(name, space):

@@ -16,7 +16,9 @@ from core.engine.cli import add_pretrain_commands
 from core.engine.distributed import ResumableSampler, derive_seed
 from core.engine.metrics import descriptor_text
 from core.engine.monitor import knn_accuracy, knn_predict, monitor_descriptors
-from tests.engine_helpers import HookedModality, one_thread, tiny_config  # noqa: F401 (fixture)
+from tests.engine_helpers import HookedModality, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 MONITOR = ["monitor.every=2", "monitor.k=3", "data.monitor=synthetic?n_clips=24&seconds=0.5&label=family",
            "data.monitor_clips=24"]

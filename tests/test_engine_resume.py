@@ -11,7 +11,9 @@ import torch
 from aiaudio.modality import make_audio_modality
 from core.engine import pretrain
 from core.engine.checkpoint import load_checkpoint, save_checkpoint
-from tests.engine_helpers import ROOT, main as helper_main, one_thread, run_helper, tiny_config  # noqa: F401
+from tests.engine_helpers import ROOT, main as helper_main, run_helper, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 # 6 steps over 32 clips in batches of 8: the kill at step 3 falls mid-epoch and the resumed
 # run crosses into epoch 1. Deterministic algorithms make the comparison bitwise.

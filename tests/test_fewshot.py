@@ -17,13 +17,7 @@ from core.downstream.readouts import readout_scores
 from tests.conftest import AUDIO_NAMES, tiny_encoder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: several BLAS threads only contend with each other on a loaded 2-core box
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 
 class Controlled(InvarianceEncoder):

@@ -20,13 +20,7 @@ B = 4
 LOG_KEYS = {"simclr": {"loss", "pos_cos"}, "moco_v2": {"loss", "acc"}, "moco_v3": {"loss", "pos_cos"}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and thrash on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 
 def make(name: str, space, seed: int = 0, encoder_seed: int = 0, **overrides) -> Method:

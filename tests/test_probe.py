@@ -14,13 +14,7 @@ from core.downstream.selection import split_train_val
 from core.encoders.base import InvarianceEncoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny ops are latency-bound and the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 
 class SignalEncoder(InvarianceEncoder):

@@ -8,13 +8,7 @@ from core.downstream.readouts import (READOUTS, l2_normalise, logistic_scores, o
                                       ridge_scores)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: several BLAS threads only contend with each other on a loaded 2-core box
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
 
 
 def _numpy_ridge(x: np.ndarray, labels: np.ndarray, ways: int, lam: float, query: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ from core.engine.cli import add_pretrain_commands
 from core.fileio import atomic_save
 from core.methods import MethodConfig, build_method
 from tests.conftest import tiny_encoder
-from tests.engine_helpers import one_thread  # noqa: F401 (fixture: one intra-op thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
+
 
 EXTRA = {"frontend": {"config": {"n_mels": 32}, "mean": [0.5], "std": [2.0]}, "sample_rate": 16000,
          "stats": torch.arange(3.0)}
