@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import datetime
 import math
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
+
+from tests.spawn_helpers import spawn_ranks
 
 from core.distributed import all_gather_no_grad, all_gather_with_grad, rank, world_size
 from core.losses import mocov3_loss, nt_xent
@@ -98,21 +98,7 @@ def _worker(rank_id: int, init_file: str, data_file: str, out_dir: str) -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[dict]]:
     tmp = tmp_path_factory.mktemp("dist")
     data = _make_inputs()
-    torch.save(data, tmp / "data.pt")
-    context = mp.start_processes(
-        _worker, args=(str(tmp / "rendezvous"), str(tmp / "data.pt"), str(tmp)),
-        nprocs=WORLD, join=False, start_method="spawn",
-    )
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while not context.join(timeout=1.0):  # raises if a worker failed
-            if time.monotonic() > deadline:
-                pytest.fail(f"distributed workers did not finish within {DEADLINE_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-    results = [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    results = spawn_ranks(_worker, tmp, data, WORLD, DEADLINE_S)
     return data, results
 
 

@@ -14,19 +14,18 @@ sees the whole batch:
 from __future__ import annotations
 
 import datetime
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from core import InvarianceSpace, build_encoder
 from core.methods import MethodConfig, MoCoV2
 from tests.conftest import AUDIO_NAMES, TINY
+from tests.spawn_helpers import spawn_ranks
 
 WORLD, N, STEP, SEED = 2, 8, 5, 3
 CONFIG = {"name": "moco_v2", "proj_hidden": 32, "proj_out": 16, "queue_size": 32, "temperature": 0.2}
@@ -83,19 +82,7 @@ def _run_workers(tmp: Path) -> tuple[dict, list[dict]]:
     data = {"method": _method(None, "local").state_dict(), "x": torch.randn(N, 3, 32, 32, generator=g),
             "x2": torch.randn(N, 3, 32, 32, generator=g),
             "descriptor": _space().from_active(["noise", "time_mask", "time_shift"])}
-    torch.save(data, tmp / "data.pt")
-    context = mp.start_processes(_worker, args=(str(tmp / "rendezvous"), str(tmp / "data.pt"), str(tmp)),
-                                 nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + DEADLINE_S
-    try:
-        while not context.join(timeout=1.0):  # raises if a worker failed
-            if time.monotonic() > deadline:
-                pytest.fail(f"distributed workers did not finish within {DEADLINE_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-    return data, [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return data, spawn_ranks(_worker, tmp, data, WORLD, DEADLINE_S)
 
 
 @pytest.fixture(scope="module")
