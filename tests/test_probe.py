@@ -88,6 +88,11 @@ def test_frozen_encoder_keeps_parameters_batchnorm_and_mode(audio_space):
     assert encoder.training  # mode restored
     assert result.descriptor != [0.5] * audio_space.dim  # the descriptor did learn
     assert result.trainable_params == encoder.num_features * 3 + 3 + audio_space.dim
+    scores = probe.predict(encoder, TensorClips(x, y))  # prediction, too, runs in eval mode and restores
+    assert scores.shape == (24, 3) and encoder.training
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    eval_features = encode_pieces(encoder.eval(), x[:4], probe.descriptor)
+    assert torch.allclose(encode_pieces(encoder.train(), x[:4], probe.descriptor), eval_features)
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])

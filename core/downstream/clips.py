@@ -103,13 +103,18 @@ def encode_pieces(encoder: InvarianceEncoder, x: Tensor, descriptor: Tensor, bat
                   device: str | torch.device = "cpu") -> Tensor:
     """Features ``(P, D)`` (on the CPU) of inputs ``x`` ``(P, C, H, W)`` under ``descriptor`` ``(K,)``.
 
-    The encoder is put in eval mode (BatchNorm uses its stored statistics, which stay untouched).
+    The encoder runs in eval mode (BatchNorm uses its stored statistics, which stay untouched)
+    and gets its previous train/eval mode back afterwards.
     """
     if batch_size < 1:
         raise ValueError(f"encode_pieces: batch_size must be >= 1, got {batch_size}")
+    was_training = encoder.training
     encoder.eval()
-    d = encoder.space.check(descriptor).to(device)
-    out = [encoder(x[i:i + batch_size].to(device), d).float().cpu() for i in range(0, x.shape[0], batch_size)]
+    try:
+        d = encoder.space.check(descriptor).to(device)
+        out = [encoder(x[i:i + batch_size].to(device), d).float().cpu() for i in range(0, x.shape[0], batch_size)]
+    finally:
+        encoder.train(was_training)
     return torch.cat(out) if out else x.new_zeros(0, encoder.num_features)
 
 
