@@ -9,7 +9,8 @@ from conftest import TINY, tiny_encoder
 from core import InvarianceSpace
 from core.downstream.clips import TensorClips
 from core.downstream.cost import CostMeter, count_trainable
-from core.downstream.finetune import FinetuneConfig, encoder_blocks, finetune, fit_finetune, parse_blocks
+from core.downstream.blocks import encoder_blocks, parse_blocks
+from core.downstream.finetune import FinetuneConfig, finetune, fit_finetune
 from core.downstream.metrics import accuracy, r2_score
 from core.encoders.base import InvarianceEncoder
 

@@ -13,20 +13,18 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from core.downstream.blocks import encoder_blocks, parse_blocks
 from core.downstream.clips import ClipSource, pool_by_owner
 from core.downstream.cost import CostMeter, count_trainable
 from core.downstream.metrics import accuracy, mean_class_accuracy, r2_score
 from core.encoders.base import InvarianceEncoder
-from core.encoders.hyper_resnet import HyperResNet
-from core.encoders.prompt_vit import PromptViT
-from core.encoders.resnet import ResNetEncoder
 
 
 @dataclass
@@ -82,78 +80,6 @@ class FinetuneResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-class BlockGroup(nn.Module):
-    """Several modules and parameters of an encoder handled as one block.
-
-    It shares (never copies) what it holds, so ``requires_grad_`` and ``train()``/``eval()``
-    on the group act on the encoder itself.
-    """
-
-    def __init__(self, modules: Mapping[str, nn.Module], params: Mapping[str, nn.Parameter | None] = {}) -> None:
-        super().__init__()
-        for name, module in modules.items():
-            self.add_module(name, module)
-        for name, param in params.items():
-            if param is not None:
-                self.register_parameter(name, param)
-
-
-def encoder_blocks(encoder: InvarianceEncoder) -> list[nn.Module]:
-    """The encoder's top-level blocks in forward order: stem first, then each residual or
-    transformer block.
-
-    * ``hyper_resnet*``: stem (``conv1``, ``bn1``), then every :class:`HyperBlock` (each with
-      its own descriptor embedding and kernel generators).
-    * ``resnet*``: stem (``net.conv1``, ``net.bn1``), then every residual block.
-    * ``prompt_vit_*``: stem (patch embedding, class token, position embedding, the prompt
-      MLPs that make the invariance token), then every transformer block; the final
-      LayerNorm belongs to the last block.
-
-    Every parameter of the encoder belongs to exactly one block.
-
-    Raises:
-        TypeError: for an encoder type without a known block structure.
-    """
-    if isinstance(encoder, HyperResNet):
-        blocks = [BlockGroup({"conv1": encoder.conv1, "bn1": encoder.bn1})]
-        blocks += [block for _, block in encoder.blocks()]
-    elif isinstance(encoder, ResNetEncoder):
-        net = encoder.net
-        blocks = [BlockGroup({"conv1": net.conv1, "bn1": net.bn1})]
-        blocks += [block for stage in range(1, 5) for block in getattr(net, f"layer{stage}")]
-    elif isinstance(encoder, PromptViT):
-        vit = encoder.vit
-        stem_modules = {"patch_embed": vit.patch_embed, "norm_pre": vit.norm_pre, "prompt": encoder.prompt}
-        stem_params = {"cls_token": vit.cls_token, "pos_embed": vit.pos_embed,
-                       "reg_token": getattr(vit, "reg_token", None)}
-        blocks = [BlockGroup(stem_modules, stem_params)] + list(vit.blocks)[:-1]
-        tail = {"fc_norm": vit.fc_norm, "head": vit.head} if hasattr(vit, "fc_norm") else {}
-        blocks.append(BlockGroup({"block": vit.blocks[-1], "norm": vit.norm, **tail}))
-    else:
-        raise TypeError(
-            f"encoder_blocks: no block structure known for {type(encoder).__name__} "
-            f"(name {getattr(encoder, 'name', '?')!r}); supported: HyperResNet (hyper_resnet*), "
-            f"ResNetEncoder (resnet*), PromptViT (prompt_vit_*)"
-        )
-    covered = [id(p) for b in blocks for p in b.parameters()]
-    missing = [n for n, p in encoder.named_parameters() if id(p) not in set(covered)]
-    if missing or len(covered) != len(set(covered)):
-        raise RuntimeError(f"encoder_blocks: {type(encoder).__name__} blocks do not partition its "
-                           f"parameters (unassigned: {missing[:5]})")
-    return blocks
-
-
-def parse_blocks(spec: str, num_blocks: int) -> int:
-    """Number of trainable blocks for ``"all"`` or ``"last:<k>"`` (1 <= k <= num_blocks)."""
-    if spec == "all":
-        return num_blocks
-    head, _, k = spec.partition(":")
-    if head != "last" or not k.isdigit() or not 1 <= int(k) <= num_blocks:
-        raise ValueError(f"FinetuneConfig.blocks: expected 'all' or 'last:<k>' with 1 <= k <= "
-                         f"{num_blocks} (the encoder's blocks), got {spec!r}")
-    return int(k)
 
 
 def _check_config(config: FinetuneConfig) -> None:
@@ -357,5 +283,4 @@ def finetune(encoder: InvarianceEncoder, train: ClipSource, config: FinetuneConf
     return result
 
 
-__all__ = ["BlockGroup", "FinetuneConfig", "FinetuneResult", "Finetuned", "encoder_blocks", "finetune",
-           "fit_finetune", "parse_blocks"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "Finetuned", "finetune", "fit_finetune"]
