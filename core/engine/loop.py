@@ -98,9 +98,7 @@ def pretrain(config: PretrainConfig, modality: Modality, resume: bool = False, p
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         with SigtermFlag() as sigterm:
-            result = _Run(config, modality, ctx, resume, progress, sigterm).run()
-        barrier(ctx)  # the DDP model is gone; no rank tears the group down while another still uses it
-        return result
+            return _Run(config, modality, ctx, resume, progress, sigterm).run()
     finally:
         torch.use_deterministic_algorithms(deterministic)
         teardown_distributed(ctx)
