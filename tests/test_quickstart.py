@@ -78,3 +78,19 @@ def test_cli_refuses_unknown_override_key(tmp_path, capsys):
 def test_unknown_task_is_an_error_naming_it(tmp_path):
     with pytest.raises(ValueError, match="'tempo'"):
         run_quickstart(tmp_path, TINY, SETTINGS, tasks=["tempo"], progress=False)
+
+
+def test_an_interrupted_model_is_resumed_on_the_next_call(tmp_path, capsys):
+    with pytest.raises(RuntimeError, match=r"\[simclr\] the run stopped early \(stop_at\)"):
+        run_quickstart(tmp_path, [*TINY, "train.stop_at=2"], SETTINGS, tasks=["onset"], progress=False)
+    assert (tmp_path / "simclr" / "checkpoints" / "last.pt").is_file()
+    assert not (tmp_path / "simclr" / "encoder.pt").exists()
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"differs in \['train.stop_at'\]"):
+        run_quickstart(tmp_path, TINY, SETTINGS, tasks=["onset"], progress=False)
+    assert "[simclr] resuming" in capsys.readouterr().out
+    ckpt = torch.load(tmp_path / "simclr" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3
+    with open(tmp_path / "simclr" / "metrics.csv") as handle:
+        steps = [int(line.split(",")[0]) for line in handle.readlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 3
