@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from aiaudio.space import AUDIO_AUGMENTATIONS
+from core.downstream.selection import carve_splits
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -195,23 +196,14 @@ def choose_part(s: AudioSetup, split: str, dataset: str) -> Any:
 def stratified_split(labels: Tensor, val_fraction: float, test_fraction: float, seed: int
                      ) -> tuple[list[int], list[int], list[int]]:
     """Seeded clip-level train/val/test split, stratified by class for int labels ``(N,)``
-    (per class: ``round(f * n)`` clips to val and test, at least one kept for training);
+    (per class: ``round(f * n)`` clips to test, then to val, at least one kept for training);
     plain seeded shuffling for regression targets ``(N, T)``."""
     if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"--val-fraction {val_fraction} and --test-fraction {test_fraction} must be in [0, 1) "
                          f"and (0, 1) with a sum below 1")
-    g = torch.Generator().manual_seed(int(seed))
-    groups = ([(labels == c).nonzero().squeeze(1) for c in torch.unique(labels)]
-              if labels.dim() == 1 and not labels.is_floating_point() else [torch.arange(labels.shape[0])])
-    train, val, test = [], [], []
-    for members in groups:
-        order = members[torch.randperm(len(members), generator=g)].tolist()
-        n_test = min(round(test_fraction * len(order)), max(len(order) - 1, 0))
-        n_val = min(round(val_fraction * len(order)), max(len(order) - 1 - n_test, 0))
-        test += order[:n_test]
-        val += order[n_test:n_test + n_val]
-        train += order[n_test + n_val:]
-    return sorted(train), sorted(val), sorted(test)
+    stratify = labels.dim() == 1 and not labels.is_floating_point()
+    train, test, val = carve_splits(labels, [test_fraction, val_fraction], seed, stratify)
+    return train, val, test
 
 
 def parse_vector(text: str, what: str) -> list[float] | None:

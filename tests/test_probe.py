@@ -10,7 +10,7 @@ from core import InvarianceSpace
 from core.config import ConfigError, from_dict
 from core.downstream.clips import TensorClips, encode_pieces, pool_by_owner
 from core.downstream.probe import ProbeConfig, fit_probe, train_probe
-from core.downstream.selection import split_train_val
+from core.downstream.selection import carve_splits, split_train_val
 from core.encoders.base import InvarianceEncoder
 
 
@@ -232,3 +232,15 @@ def test_bad_fit_arguments_are_named():
         fit_probe(encoder, _clips(v, labels), _config(), corners=torch.tensor([[1.0, 1.0]]))
     with pytest.raises(TypeError, match="ProbeConfig"):
         fit_probe(encoder, _clips(v, labels), {"epochs": 1})
+
+
+def test_carve_splits_cuts_each_class_in_order_and_keeps_one_for_training():
+    labels = torch.tensor([0] * 10 + [1] * 3 + [2])
+    rest, first, second = carve_splits(labels, [0.3, 0.5], seed=1)
+    assert sorted(rest + first + second) == list(range(14))
+    assert [int((labels[first] == c).sum()) for c in range(3)] == [3, 1, 0]   # round(0.3 n)
+    assert [int((labels[second] == c).sum()) for c in range(3)] == [5, 1, 0]  # round(0.5 n), capped at n - 1 - taken
+    assert 13 in rest  # a class of one clip stays in the remainder
+    assert carve_splits(labels, [0.3, 0.5], seed=1) == [rest, first, second]
+    plain = carve_splits(labels, [0.5], seed=1, stratify=False)
+    assert len(plain[1]) == 7 and sorted(plain[0] + plain[1]) == list(range(14))

@@ -23,9 +23,43 @@ if TYPE_CHECKING:
     from core.downstream.probe import ProbeConfig
 
 
+def carve_splits(labels: Tensor, fractions: Sequence[float], seed: int, stratify: bool = True
+                 ) -> list[list[int]]:
+    """Seeded split of N clips into a remainder and one part per fraction.
+
+    Within each group (every class when ``stratify``, else all clips) one permutation drawn
+    from ``torch.Generator().manual_seed(seed)`` is cut in order: ``round(f * n)`` clips per
+    fraction ``f``, each part capped so that at least one clip of the group stays in the
+    remainder.
+
+    Args:
+        labels: ``(N,)`` class ids (used when ``stratify``) or ``(N, T)`` targets.
+        fractions: shares in ``[0, 1)`` of the parts carved off, in order.
+        seed: seed of the shuffling generator.
+        stratify: split every class separately.
+
+    Returns:
+        ``[remainder, part_1, ..., part_k]``, each sorted, disjoint, together all N clips.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    n = int(labels.shape[0])
+    groups = ([(labels == c).nonzero().flatten() for c in torch.unique(labels)] if stratify
+              else [torch.arange(n)])
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for members in groups:
+        order = members[torch.randperm(members.numel(), generator=generator)].tolist()
+        start = 0
+        for k, fraction in enumerate(fractions, start=1):
+            take = min(round(fraction * len(order)), max(len(order) - 1 - start, 0))
+            parts[k] += order[start:start + take]
+            start += take
+        parts[0] += order[start:]
+    return [sorted(part) for part in parts]
+
+
 def split_train_val(labels: Tensor, fraction: float, seed: int, stratify: bool = True
                     ) -> tuple[list[int], list[int]]:
-    """Carve a validation split from N clips, reproducibly from ``seed``.
+    """Carve a validation split from N clips, reproducibly from ``seed`` (:func:`carve_splits`).
 
     Args:
         labels: ``(N,)`` class ids (used when ``stratify``) or ``(N, T)`` targets.
@@ -42,23 +76,10 @@ def split_train_val(labels: Tensor, fraction: float, seed: int, stratify: bool =
         raise ValueError(f"split_train_val: val_fraction must be in (0, 1), got {fraction}")
     if n < 2:
         raise ValueError(f"split_train_val: need at least 2 clips to carve a validation split, got {n}")
-    generator = torch.Generator().manual_seed(int(seed))
-    if stratify:
-        val: list[int] = []
-        for cls in torch.unique(labels).tolist():
-            members = (labels == cls).nonzero().flatten()
-            members = members[torch.randperm(members.numel(), generator=generator)]
-            take = min(round(fraction * members.numel()), members.numel() - 1)
-            val.extend(members[:take].tolist())
-    else:
-        order = torch.randperm(n, generator=generator)
-        val = order[:round(fraction * n)].tolist()
+    train, val = carve_splits(labels, [fraction], seed, stratify)
     if not val:  # tiny sets: at least one validation clip
-        val = [int(torch.randperm(n, generator=generator)[0])]
-    if len(val) == n:
-        val = val[1:]
-    chosen = set(val)
-    return [i for i in range(n) if i not in chosen], sorted(val)
+        val = [train.pop(int(torch.randint(len(train), (1,), generator=torch.Generator().manual_seed(int(seed)))))]
+    return train, val
 
 
 @dataclass(frozen=True)
@@ -209,4 +230,4 @@ def train_probe(encoder: InvarianceEncoder, inputs: Tensor, targets: Tensor, num
     return d.detach().cpu(), head, trainable
 
 
-__all__ = ["Candidate", "PieceSet", "best_index", "candidate_grid", "split_train_val", "train_probe"]
+__all__ = ["Candidate", "PieceSet", "best_index", "candidate_grid", "carve_splits", "split_train_val", "train_probe"]
