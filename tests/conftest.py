@@ -1,6 +1,7 @@
 """Shared test fixtures: small spaces and tiny versions of every registered encoder."""
 import pytest
 import torch
+from torch import nn
 
 from core import InvarianceSpace, build_encoder
 
@@ -36,3 +37,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class FixedDescriptor(nn.Module):
+    """``x -> encoder(x, inv)``: the ``specialise`` of the hand-built test encoders (a view of
+    the encoder itself, so it follows the encoder's weights and mode)."""
+
+    def __init__(self, encoder, inv: torch.Tensor) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("inv", encoder.space.check(inv).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, self.inv)

@@ -19,6 +19,7 @@ from core.analysis.invariance import (
 )
 from core.analysis.plots import interpolation_plot, invariance_plot, pareto_front, pareto_plot, radar_plot
 from core.encoders.base import InvarianceEncoder
+from tests.conftest import FixedDescriptor
 
 SPACE = InvarianceSpace(["offset", "other"], min_active=1)
 
@@ -40,7 +41,7 @@ class OffsetEncoder(InvarianceEncoder):
         return flat - inv[..., :1] * flat.mean(1, keepdim=True)
 
     def specialise(self, inv):
-        raise NotImplementedError
+        return FixedDescriptor(self, inv)
 
 
 def prepare(raw):

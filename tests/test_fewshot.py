@@ -14,7 +14,7 @@ from core.downstream.fewshot import FewShotConfig, FewShotResult, parse_descript
 from core.downstream.fewshot_descriptor import learn_episode_descriptor, support_criterion
 from core.downstream.fewshot_eval import FeatureCache, clip_scores, mean_ci95
 from core.downstream.readouts import readout_scores
-from tests.conftest import AUDIO_NAMES, tiny_encoder
+from tests.conftest import AUDIO_NAMES, FixedDescriptor, tiny_encoder
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
@@ -43,12 +43,7 @@ class Controlled(InvarianceEncoder):
         return torch.cat([self.base + (1 - inv[:, :1]) * z[:, :self.f], (1 - inv[:, 1:]) * z[:, self.f:]], 1)
 
     def specialise(self, inv):
-        encoder, d = self, self._single_descriptor(inv)
-
-        class Fixed(nn.Module):
-            def forward(self, x):
-                return encoder(x, d)
-        return Fixed()
+        return FixedDescriptor(self, self._single_descriptor(inv))
 
 
 def clips(classes=8, per=8, f=8, noise=0.3, nuisance=2.0, pieces=1, seed=0) -> TensorClips:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from conftest import tiny_encoder
+from conftest import FixedDescriptor, tiny_encoder
 from core import InvarianceSpace
 from core.config import ConfigError, from_dict
 from core.downstream.clips import TensorClips, encode_pieces, pool_by_owner
@@ -41,7 +41,7 @@ class SignalEncoder(InvarianceEncoder):
         return torch.cat([f0[:, None], f1[:, None], v[:, 3:]], dim=1) * self.scale + self.shift
 
     def specialise(self, inv: Tensor) -> nn.Module:
-        raise NotImplementedError("not needed here")
+        return FixedDescriptor(self, inv)
 
 
 def _values(n: int, seed: int) -> Tensor:
@@ -244,3 +244,9 @@ def test_carve_splits_cuts_each_class_in_order_and_keeps_one_for_training():
     assert carve_splits(labels, [0.3, 0.5], seed=1) == [rest, first, second]
     plain = carve_splits(labels, [0.5], seed=1, stratify=False)
     assert len(plain[1]) == 7 and sorted(plain[0] + plain[1]) == list(range(14))
+
+
+def test_hand_built_encoder_specialises_like_a_fixed_descriptor():
+    encoder, x = SignalEncoder(), _values(4, 0).view(4, 1, 1, 6)
+    d = torch.tensor([0.0, 1.0])
+    assert torch.equal(encoder.specialise(d)(x), encoder(x, d))
