@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tests.spawn_helpers import spawn_ranks
+from tests.spawn_helpers import exit_worker, spawn_ranks
 
 from core.distributed import all_gather_no_grad, all_gather_with_grad, rank, world_size
 from core.losses import mocov3_loss, nt_xent
@@ -92,6 +92,7 @@ def _worker(rank_id: int, init_file: str, data_file: str, out_dir: str) -> None:
         dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
+    exit_worker()  # reached only on success
 
 
 @pytest.fixture(scope="module")

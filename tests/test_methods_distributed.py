@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from core import InvarianceSpace, build_encoder
 from core.methods import MethodConfig, MoCoV2
 from tests.conftest import AUDIO_NAMES, TINY
-from tests.spawn_helpers import spawn_ranks
+from tests.spawn_helpers import exit_worker, spawn_ranks
 
 WORLD, N, STEP, SEED = 2, 8, 5, 3
 CONFIG = {"name": "moco_v2", "proj_hidden": 32, "proj_out": 16, "queue_size": 32, "temperature": 0.2}
@@ -74,6 +74,7 @@ def _worker(rank_id: int, init_file: str, data_file: str, out_dir: str) -> None:
         dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
+    exit_worker()  # reached only on success
 
 
 def _run_workers(tmp: Path) -> tuple[dict, list[dict]]:
