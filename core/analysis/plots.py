@@ -65,7 +65,7 @@ def radar_plot(values: Mapping[str, Sequence[float]], names: Sequence[str], path
             raise ValueError(f"radar_plot: {label!r} has {len(v)} values for {len(names)} names")
     angles = [2 * math.pi * k / len(names) for k in range(len(names))]
     top = max(1.0, *(_finite(x, f"radar_plot[{label!r}]") for label, v in values.items() for x in v))
-    fig = plt.figure(figsize=(5.5, 5.5))
+    fig = plt.figure(figsize=(7.5, 5.5))
     ax = fig.add_subplot(projection="polar")
     for label, v in values.items():
         pts = [float(x) for x in v]
@@ -74,9 +74,15 @@ def radar_plot(values: Mapping[str, Sequence[float]], names: Sequence[str], path
     ax.set_xticks(angles)
     ax.set_xticklabels(list(names))
     ax.set_ylim(0, top)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize="small")
+    ax.set_rlabel_position(180.0 / len(names))  # radial labels between the first two axes, not on one
+    ax.tick_params(axis="y", labelsize="small", labelcolor="grey")
+    ax.tick_params(axis="x", pad=10)  # axis names clear of points at the rim
+    for label, angle in zip(ax.get_xticklabels(), angles):  # names grow outwards from the circle
+        c = math.cos(angle)
+        label.set_horizontalalignment("left" if c > 0.1 else "right" if c < -0.1 else "center")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize="small")  # right of the circle
     if title:
-        ax.set_title(title, pad=20)
+        ax.set_title(title, pad=24)
     return _save(fig, path)
 
 
