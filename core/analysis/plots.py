@@ -202,6 +202,9 @@ def invariance_plot(summary_rows: Sequence[Mapping], path: str | Path, title: st
             axes[0][i].set_xticks([j + 0.4 - width / 2 for j in range(len(transforms))])
             axes[0][i].set_xticklabels(transforms, rotation=30, ha="right")
             axes[0][i].set_ylabel(key)
+        low = min(_finite(r["cosine"], "cosine") for r in rows)
+        if low > 0:  # zoom in on the band of similarities, so differences near 1 stay visible
+            axes[0][0].set_ylim(max(0.0, low - 0.2 * (1.0 - low) - 0.01), 1.0)
         axes[0][0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
