@@ -24,7 +24,7 @@ from aiaudio.data.synthetic import FACTORS
 from aiaudio.modality import make_audio_modality
 from aiaudio.space import FREQUENCY_GROUP, TIME_GROUP, audio_space
 from core import build_encoder
-from core.cli import add_encoders_command, run_cli
+from core.cli import add_encoders_command, add_pareto_command, run_cli
 from core.demo import demo_report
 from core.engine.cli import add_pretrain_commands
 
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
     add_encoders_command(sub)
+    add_pareto_command(sub, "aiaudio")
     add_data_commands(sub)
     add_pretrain_commands(sub, make_audio_modality)
     add_downstream_commands(sub)

@@ -12,7 +12,7 @@ import torch
 
 from aivision.space import group_space
 from core import build_encoder
-from core.cli import add_encoders_command, run_cli
+from core.cli import add_encoders_command, add_pareto_command, run_cli
 from core.demo import demo_report
 
 DEMO_ENCODERS = {
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
     add_encoders_command(sub)
+    add_pareto_command(sub, "aivision")
     return parser
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 from core.encoders.registry import list_encoders
 
@@ -14,6 +17,45 @@ def add_encoders_command(sub: argparse._SubParsersAction) -> None:
         return 0
 
     sub.add_parser("encoders", help="list the registered encoders").set_defaults(func=run)
+
+
+def add_pareto_command(sub: argparse._SubParsersAction, prog: str) -> None:
+    """Add ``pareto``: score against cost of several ``probe`` / ``finetune`` ``--json`` reports,
+    as a table and a PNG with the Pareto front (:mod:`core.analysis.pareto`)."""
+    from core.analysis.pareto import COSTS
+
+    def run(args: argparse.Namespace) -> int:
+        from core.analysis.pareto import pareto_rows, read_reports
+        from core.analysis.plots import pareto_plot
+        from core.demo import format_table
+
+        try:
+            rows = pareto_rows(read_reports(args.reports), args.cost, args.score, args.label)
+            named = [{"label": r["label"], args.cost: r["cost"], args.score: r["score"]} for r in rows]
+            figure = pareto_plot(named, args.cost, args.score, "label", args.out, log_x=args.log_x,
+                                 title=f"{args.score} against {args.cost}")
+        except ValueError as err:
+            print(f"{prog} pareto: error: {err}", file=sys.stderr)
+            return 2
+        table = [{**r, "on_front": "yes" if r["front"] else ""} for r in rows]
+        print(format_table(table, [("label", "fit", "s"), ("cost", args.cost, "g"), ("score", args.score, ".4f"),
+                                   ("on_front", "Pareto front", "s")]))
+        print(f"plot: {figure}")
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"cost": args.cost, "score": args.score, "rows": rows}, indent=2))
+        return 0
+
+    p = sub.add_parser("pareto", help="score against cost (parameters, time, memory) of probe/finetune "
+                       "--json reports, with the Pareto front")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="--json outputs of probe and finetune")
+    p.add_argument("--cost", default="trainable_params", choices=list(COSTS))
+    p.add_argument("--score", default="accuracy", help="test metric: accuracy, mean_class_accuracy or r2")
+    p.add_argument("--label", nargs="+", default=None, help="one label per report (default: command and mode)")
+    p.add_argument("--log-x", action="store_true", help="logarithmic cost axis")
+    p.add_argument("--out", default="pareto.png", help="PNG to write")
+    p.add_argument("--json", default=None, help="write the rows as JSON")
+    p.set_defaults(func=run)
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:

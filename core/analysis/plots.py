@@ -125,6 +125,7 @@ def pareto_plot(rows: Sequence[Mapping], x_key: str, y_key: str, label_key: str,
     ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:red", label="Pareto front")
     if log_x:
         ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.08)  # room for the point labels
     ax.set_xlabel(x_key)
     ax.set_ylabel(y_key)
     ax.grid(alpha=0.3)
