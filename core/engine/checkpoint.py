@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of plain data and tensors (``torch.load(weights_only=True)`` reads
 it); see :data:`REQUIRED_KEYS` and ``core/engine/loop.py`` for what it holds. Files live in
-``run_dir/checkpoints/``: ``step_XXXXXXX.pt`` (newest ``keep`` kept) and ``last.pt``, a
+``run_dir/checkpoints/``: ``step_NNNNNNN.pt`` (newest ``keep`` kept) and ``last.pt``, a
 copy of the newest one. Every file is written to a temporary name, fsynced and renamed, so
 a crash mid-write leaves the previous files intact and no half file at a final path.
 """
@@ -33,7 +33,7 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def step_file(ckpt_dir: Path, step: int) -> Path:
-    """``ckpt_dir/step_XXXXXXX.pt`` (7 digits, zero-padded)."""
+    """``ckpt_dir/step_NNNNNNN.pt`` (7 digits, zero-padded)."""
     return ckpt_dir / f"step_{step:07d}.pt"
 
 

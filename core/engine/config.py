@@ -65,7 +65,7 @@ class TrainConfig:
         steps: optimiser steps of the whole run (the schedule's length).
         batch_size: samples per rank per step.
         num_workers: DataLoader worker processes per rank.
-        checkpoint_every: write checkpoints/step_XXXXXXX.pt every this many steps.
+        checkpoint_every: write checkpoints/step_NNNNNNN.pt every this many steps.
         keep_checkpoints: newest step files kept (last.pt is kept too).
         log_every: CSV / TensorBoard row every this many steps.
         bf16: bfloat16 autocast (CUDA only; ignored on CPU).

@@ -10,7 +10,7 @@ Run directory::
     run_dir/config.yaml              resolved config (overrides applied, defaults filled)
     run_dir/metrics.csv              rank-0 metrics (see core.engine.metrics)
     run_dir/tensorboard/             TensorBoard event files
-    run_dir/checkpoints/step_XXXXXXX.pt, run_dir/checkpoints/last.pt
+    run_dir/checkpoints/step_NNNNNNN.pt, run_dir/checkpoints/last.pt
     run_dir/encoder.pt               exported encoder (with modality.encoder_extra()), at the end
     run_dir/loss.png                 loss curve (and monitor accuracies)
 """
