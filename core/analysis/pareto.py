@@ -1,5 +1,6 @@
 """The Pareto table of downstream fits: score against cost, from the ``--json`` reports of
-``probe`` and ``finetune`` (or any mapping with the same keys).
+``probe`` and ``finetune`` (or any mapping with the same keys). No matplotlib here:
+:func:`core.analysis.plots.pareto_plot` draws what :func:`pareto_front` finds.
 
 A report holds its costs at the top level (``trainable_params``, ``wall_s``, ``peak_mb``)
 and its test scores under ``metrics`` (``accuracy``, ``mean_class_accuracy`` or ``r2``).
@@ -12,6 +13,26 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 COSTS = ("trainable_params", "wall_s", "peak_mb")
+
+
+def finite(value, where: str) -> float:
+    """``float(value)`` for a finite number (int, float, 0-d tensor or array); else ValueError."""
+    try:
+        number = float(value) if not isinstance(value, (bool, str, bytes)) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return number
+
+
+def pareto_front(rows: Sequence[Mapping], x_key: str, y_key: str) -> list[int]:
+    """Indices of the rows no other row beats (lower or equal ``x_key`` cost and higher or equal
+    ``y_key`` score, one strictly), sorted by cost."""
+    pts = [(finite(r[x_key], f"pareto {x_key}"), finite(r[y_key], f"pareto {y_key}")) for r in rows]
+    front = [i for i, (x, y) in enumerate(pts)
+             if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for x2, y2 in pts)]
+    return sorted(front, key=lambda i: pts[i])
 
 
 def default_label(report: Mapping[str, Any]) -> str:
@@ -50,18 +71,14 @@ def pareto_rows(reports: Sequence[tuple[str, Mapping[str, Any]]], cost: str, sco
                              f"write reports with --json from probe or finetune, with a test split")
         if cost not in report:
             raise ValueError(f"pareto: {source}: no cost {cost!r} (keys: {sorted(report)})")
-        values = (float(report[cost]), float(metrics[score]))
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"pareto: {source}: non-finite {cost}={values[0]} or {score}={values[1]}")
         label = labels[k] if labels is not None else default_label(report)
-        rows.append({"label": label, "cost": values[0], "score": values[1], "source": source})
+        rows.append({"label": label, "cost": finite(report[cost], f"pareto: {source}: {cost}"),
+                     "score": finite(metrics[score], f"pareto: {source}: {score}"), "source": source})
     if labels is None:  # the same command and mode twice: tell them apart by file
         seen = [r["label"] for r in rows]
         for r in rows:
             if seen.count(r["label"]) > 1:
                 r["label"] = f"{r['label']} [{Path(r['source']).stem}]"
-    from core.analysis.plots import pareto_front  # matplotlib loads only when a table is made
-
     front = set(pareto_front(rows, "cost", "score"))
     for i, r in enumerate(rows):
         r["front"] = i in front
@@ -84,4 +101,4 @@ def read_reports(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, Any]]
     return out
 
 
-__all__ = ["COSTS", "default_label", "pareto_rows", "read_reports"]
+__all__ = ["COSTS", "default_label", "finite", "pareto_front", "pareto_rows", "read_reports"]

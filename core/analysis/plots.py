@@ -18,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from core.analysis.pareto import finite as _finite, pareto_front  # noqa: E402
+
 
 def _png_path(path: str | Path, where: str) -> Path:
     path = Path(path)
@@ -32,17 +34,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, format="png", dpi=120)
     plt.close(fig)
     return path
-
-
-def _finite(value, where: str) -> float:
-    """``float(value)`` for a finite number (int, float, 0-d tensor or array); else ValueError."""
-    try:
-        number = float(value) if not isinstance(value, (bool, str, bytes)) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number):
-        raise ValueError(f"{where}: expected a finite number, got {value!r}")
-    return number
 
 
 def radar_plot(values: Mapping[str, Sequence[float]], names: Sequence[str], path: str | Path,
@@ -84,15 +75,6 @@ def radar_plot(values: Mapping[str, Sequence[float]], names: Sequence[str], path
     if title:
         ax.set_title(title, pad=24)
     return _save(fig, path)
-
-
-def pareto_front(rows: Sequence[Mapping], x_key: str, y_key: str) -> list[int]:
-    """Indices of the rows no other row beats (lower or equal ``x_key`` cost and higher or equal
-    ``y_key`` score, one strictly), sorted by cost."""
-    pts = [(_finite(r[x_key], f"pareto {x_key}"), _finite(r[y_key], f"pareto {y_key}")) for r in rows]
-    front = [i for i, (x, y) in enumerate(pts)
-             if not any(x2 <= x and y2 >= y and (x2 < x or y2 > y) for x2, y2 in pts)]
-    return sorted(front, key=lambda i: pts[i])
 
 
 def pareto_plot(rows: Sequence[Mapping], x_key: str, y_key: str, label_key: str, path: str | Path,
