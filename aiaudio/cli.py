@@ -75,6 +75,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as err:
         print(f"aiaudio quickstart: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a pre-training run stopped early (SIGTERM, stop_at): rerun resumes it
+        print(f"aiaudio quickstart: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from aiaudio.clips import AudioClips, frontend_from_extra
 from aiaudio.data import open_dataset
 from aiaudio.data.synthetic import FACTOR_CLASSES, FACTORS, TASKS
@@ -101,10 +100,17 @@ def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[
         ways = min(settings.max_ways, len(FACTOR_CLASSES[task]))
         row: dict[str, Any] = {"task": task, "ways": ways, "sensitive_to": list(TASKS[task].sensitive_to),
                                "invariant_to": list(TASKS[task].invariant_to)}
+        clips: dict[tuple[str, int], AudioClips] = {}  # per model and seed: log-mels computed once per task
+
+        def task_clips_of(model: str, seed: int) -> AudioClips:
+            if (model, seed) not in clips:
+                clips[model, seed] = task_clips(task, loaded[model][1], settings, seed)
+            return clips[model, seed]
+
         for key, model, descriptor in runs:
-            encoder, frontend = loaded[model]
-            test = task_clips(task, frontend, settings, TEST_SEED)
-            train = task_clips(task, frontend, settings, TRAIN_SEED) if descriptor == "dataset" else None
+            encoder = loaded[model][0]
+            test = task_clips_of(model, TEST_SEED)
+            train = task_clips_of(model, TRAIN_SEED) if descriptor == "dataset" else None
             config = FewShotConfig(ways=ways, shots=settings.shots, queries=settings.queries,
                                    episodes=settings.episodes, seed=settings.seed, descriptor=descriptor,
                                    train_episodes=settings.train_episodes, inner_steps=settings.inner_steps)

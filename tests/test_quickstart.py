@@ -94,3 +94,9 @@ def test_an_interrupted_model_is_resumed_on_the_next_call(tmp_path, capsys):
     with open(tmp_path / "simclr" / "metrics.csv") as handle:
         steps = [int(line.split(",")[0]) for line in handle.readlines()[1:]]
     assert steps == sorted(set(steps)) and steps[-1] == 3
+
+
+def test_cli_reports_an_early_stop_and_exits_1(tmp_path, capsys):
+    args = ["quickstart", "--out", str(tmp_path), "--no-progress", *TINY, "train.stop_at=2", "--tasks", "onset"]
+    assert aiaudio_main(args) == 1
+    assert "[simclr] the run stopped early (stop_at); rerun to resume it" in capsys.readouterr().err
