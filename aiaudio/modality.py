@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 
 from aiaudio.augment.config import AugmentConfig
 from aiaudio.augment.policy import DEFAULT_GROUPS, AudioPolicy
+from aiaudio.augment.sampling import Params
+from aiaudio.augment.targets import TARGET_DIMS, param_targets
 from aiaudio.data import AudioDataset, RandomCrops, open_dataset
 from aiaudio.frontend import Frontend, FrontendConfig
 from aiaudio.space import AUDIO_AUGMENTATIONS
@@ -225,6 +227,39 @@ class AudioModality(Modality):
             test, train = order[:n_test], order[n_test:]
             self._monitor = (waves[train], y[train], waves[test], y[test])
         return self._monitor
+
+    # ---------------------------------------------- parameter-level hooks (AugSelf, LooC)
+    def sample_params(self, batch: Tensor, descriptor: Tensor, generator: torch.Generator) -> Params:
+        """One view's augmentation parameters for ``batch`` ``(B, T)`` (``AudioPolicy.sample``)."""
+        return self.policy.sample(batch, descriptor, generator)
+
+    @torch.no_grad()
+    def render(self, batch: Tensor, params: Params) -> Tensor:
+        """``(B, T)`` waves augmented with ``params`` -> ``(B, 1, n_mels, frames)`` log-mels."""
+        self._check_ready()
+        return self.frontend(self.policy.apply(batch, params))
+
+    def entry_augmentations(self, entry: str) -> tuple[str, ...]:
+        """The augmentations a space entry or group name stands for (an augmentation is itself).
+
+        Raises:
+            KeyError: neither an augmentation nor a group (lists both).
+        """
+        if entry in AUDIO_AUGMENTATIONS:
+            return (entry,)
+        if entry in self.policy.groups:
+            return tuple(self.policy.groups[entry])
+        raise KeyError(f"{entry!r} is neither an audio augmentation nor a group; allowed: "
+                       f"{', '.join([*AUDIO_AUGMENTATIONS, *self.policy.groups])}")
+
+    def target_dims(self) -> dict[str, int]:
+        """AugSelf target widths of the augmentations the space can switch on."""
+        reachable = self.policy.mapping.any(dim=0).tolist()
+        return {name: TARGET_DIMS[name] for name, on in zip(AUDIO_AUGMENTATIONS, reachable) if on}
+
+    def param_targets(self, params: Params) -> dict[str, Tensor]:
+        """``aiaudio.augment.targets.param_targets``: name -> ``(B, d)``."""
+        return param_targets(params)
 
     # ----------------------------------------------------------- encoder/state
     def default_encoder(self) -> tuple[str, dict[str, Any]]:

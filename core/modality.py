@@ -2,6 +2,12 @@
 
 A modality package (``aiaudio``, ``aivision``) builds its :class:`Modality` from the
 config's free-form ``data:`` mapping; ``core`` never imports a modality package.
+
+Methods that need the augmentation parameters themselves (AugSelf predicts their
+differences, LooC shares one augmentation's parameters between query and key) use the
+parameter-level hooks :meth:`Modality.sample_params`, :meth:`Modality.render`,
+:meth:`Modality.entry_augmentations` and :meth:`Modality.param_targets`; a modality that
+does not implement them can still train every pair method (SimCLR, MoCo).
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.augparams import Params
 from core.invariance import InvarianceSpace
 
 
@@ -87,3 +94,34 @@ class Modality(ABC):
     def encoder_extra(self) -> dict[str, Any]:
         """Plain data stored under ``"extra"`` in the exported encoder file, so downstream
         commands reproduce the input pipeline (audio: ``{"frontend": Frontend.to_dict()}``)."""
+
+    # ------------------------------------------------- parameter-level hooks (optional)
+    def sample_params(self, batch: Tensor, descriptor: Tensor, generator: torch.Generator) -> Params:
+        """Draw one view's augmentation parameters for ``batch`` (``(B, ...)`` raw inputs).
+
+        Returns:
+            ``{augmentation: {param: (B,) tensor, "applied": (B,) bool}}`` covering every
+            augmentation of the modality (see :mod:`core.augparams`).
+        """
+        raise NotImplementedError(f"the {self.name} modality does not expose augmentation parameters "
+                                  "(needed by AugSelf and LooC)")
+
+    def render(self, batch: Tensor, params: Params) -> Tensor:
+        """Encoder inputs ``(B, C, H, W)`` of ``batch`` augmented with ``params`` (deterministic)."""
+        raise NotImplementedError(f"the {self.name} modality does not expose augmentation parameters "
+                                  "(needed by AugSelf and LooC)")
+
+    def entry_augmentations(self, entry: str) -> tuple[str, ...]:
+        """The augmentations a space entry (an augmentation or group name) switches on."""
+        raise NotImplementedError(f"the {self.name} modality does not map space entries to augmentations")
+
+    def target_dims(self) -> dict[str, int]:
+        """Width ``d`` of :meth:`param_targets` per augmentation the space can switch on."""
+        raise NotImplementedError(f"the {self.name} modality does not define augmentation targets "
+                                  "(needed by AugSelf)")
+
+    def param_targets(self, params: Params) -> dict[str, Tensor]:
+        """AugSelf regression targets: augmentation name -> ``(B, d)`` float tensor, in an
+        encoding where "not applied" is the identity value (0 shift, rate 1, ...)."""
+        raise NotImplementedError(f"the {self.name} modality does not define augmentation targets "
+                                  "(needed by AugSelf)")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import torch
 
 from aiaudio.augment.config import AugmentConfig
-from aiaudio.augment.sampling import Params
+from aiaudio.augment.sampling import Params, sample_params
 from aiaudio.space import AUDIO_AUGMENTATIONS, FREQUENCY_GROUP, TIME_GROUP
 from core.invariance import InvarianceSpace
 
@@ -132,6 +132,22 @@ class AudioPolicy:
         self._check_wave(wave)
         active = self.active(descriptor, wave.shape[0])
         return self.augmenter(wave, active, generator, return_params=return_params)
+
+    def sample(self, wave: torch.Tensor, descriptor: torch.Tensor | Sequence[float],
+               generator: torch.Generator) -> Params:
+        """One view's parameters for ``wave`` ``(B, T)`` (no audio is touched).
+
+        Returns:
+            ``sample_params(config, active(descriptor, B), generator)``.
+        """
+        self._check_wave(wave)
+        return sample_params(self.config, self.active(descriptor, wave.shape[0]), generator)
+
+    def apply(self, wave: torch.Tensor, params: Params) -> torch.Tensor:
+        """``(B, T)`` view of ``wave`` with given parameters; the noise samples are seeded from
+        the parameter values, so the result is a deterministic function of its inputs."""
+        self._check_wave(wave)
+        return self.augmenter.apply(wave, params)
 
     def views(self, wave: torch.Tensor, descriptor: torch.Tensor | Sequence[float],
               generator: torch.Generator, return_params: bool = False) -> tuple:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import torch
+from torch import Tensor
+
 from core.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from core.invariance import InvarianceSpace
 from core.methods.base import MethodConfig
@@ -41,22 +44,39 @@ class DescriptorConfig:
             descriptor throughout.
         fixed: the descriptor for ``fixed`` (one value in [0, 1] per space entry); None =
             all ones, the default SimCLR / MoCo baseline.
+        active: for ``fixed``, the same by name: the space entries that are on (a
+            single-invariance baseline such as audio's frequency-only
+            ``[pitch_shift, fade_in, fade_out, noise]`` or vision's ``[appearance]``).
     """
     mode: Literal["sample", "fixed"] = "sample"
     fixed: list[float] | None = None
+    active: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _require(self.mode == "fixed" or self.fixed is None,
-                 f"descriptor.fixed is only used with descriptor.mode: fixed (mode is {self.mode!r})")
+        for key in ("fixed", "active"):
+            _require(self.mode == "fixed" or getattr(self, key) is None,
+                     f"descriptor.{key} is only used with descriptor.mode: fixed (mode is {self.mode!r})")
+        _require(self.fixed is None or self.active is None,
+                 "descriptor.fixed and descriptor.active both set; give the descriptor one way")
+        _require(self.active is None or len(self.active) > 0, "descriptor.active must name at least one entry")
 
     def check(self, space: InvarianceSpace) -> None:
-        """Raise ConfigError unless ``fixed`` fits ``space`` (length K, values in [0, 1])."""
-        if self.fixed is None:
-            return
+        """Raise ConfigError unless ``fixed``/``active`` fit ``space`` (length K, values in [0, 1],
+        known entry names)."""
         try:
-            space.check(list(self.fixed))
+            if self.fixed is not None:
+                space.check(list(self.fixed))
+            if self.active is not None:
+                space.from_active(self.active)
         except ValueError as err:
-            raise ConfigError(f"descriptor.fixed {self.fixed}: {err}") from err
+            key, value = ("fixed", self.fixed) if self.fixed is not None else ("active", self.active)
+            raise ConfigError(f"descriptor.{key} {value}: {err}") from err
+
+    def fixed_descriptor(self, space: InvarianceSpace) -> Tensor:
+        """The ``(K,)`` descriptor of ``mode: fixed`` (all ones unless ``fixed``/``active`` say otherwise)."""
+        if self.fixed is not None:
+            return torch.tensor(self.fixed, dtype=torch.float32)
+        return space.ones() if self.active is None else space.from_active(self.active)
 
 
 @dataclass

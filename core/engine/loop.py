@@ -38,6 +38,7 @@ from core.engine.distributed import (DistContext, ResumableSampler, SigtermFlag,
                                      ignore_sigterm, mean_over_ranks, setup_distributed, teardown_distributed)
 from core.engine.metrics import MetricsWriter, descriptor_text, plot_losses
 from core.engine.monitor import OnlineMonitor
+from core.engine.views import method_inputs
 from core.invariance import InvarianceSpace
 from core.methods import Method, build_method
 from core.modality import Modality
@@ -71,10 +72,19 @@ class PretrainResult:
     method: Method | None = None
 
 
+def channels_last(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Every 4-D view among a step's inputs (lists of keys included) in channels-last format."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.dim() == 4:
+            return value.contiguous(memory_format=torch.channels_last)
+        return [convert(v) for v in value] if isinstance(value, list) else value
+    return {name: convert(value) for name, value in inputs.items()}
+
+
 def descriptor_for_step(config: PretrainConfig, space: InvarianceSpace, step: int) -> Tensor:
     """The ``(K,)`` descriptor of 0-based step ``step``: identical on every rank."""
     if config.descriptor.mode == "fixed":
-        return space.ones() if config.descriptor.fixed is None else torch.tensor(config.descriptor.fixed)
+        return config.descriptor.fixed_descriptor(space)
     return space.sample(torch.Generator().manual_seed(derive_seed(config.seed, DESCRIPTOR_STREAM, step)))
 
 
@@ -178,7 +188,21 @@ class _Run:
                 encoder = build_encoder(name, self.space, **kwargs)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"encoder: cannot build {name!r} with {kwargs}: {err}") from err
-            method = build_method(encoder, self.config.method, seed=self.config.seed)
+            target_dims = self.modality.target_dims() if self.config.method.name == "augself" else None
+            for entry in self.config.method.looc_entries or ():
+                try:
+                    self.modality.entry_augmentations(entry)
+                except KeyError as err:
+                    raise ConfigError(f"method.looc_entries: {err.args[0]}") from err
+            try:
+                method = build_method(encoder, self.config.method, seed=self.config.seed, target_dims=target_dims)
+            except ValueError as err:
+                raise ConfigError(f"method: {err}") from err
+        if method.inputs == "looc":
+            d = descriptor_for_step(self.config, self.space, 0)
+            if self.config.descriptor.mode != "fixed" or not bool((d == 1).all()):
+                raise ConfigError("method looc pre-trains with every augmentation on: set descriptor.mode: fixed "
+                                  "with neither descriptor.fixed nor descriptor.active")
         if self.ctx.distributed and self.config.method.batch_norm == "sync":
             if self.cuda:
                 method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
@@ -215,13 +239,13 @@ class _Run:
         descriptor = descriptor_for_step(cfg, self.space, index)
         generator = torch.Generator().manual_seed(derive_seed(cfg.seed, AUGMENT_STREAM, index, self.ctx.rank))
         raw = batch["input"].to(device, non_blocking=True)
-        view1, view2 = self.modality.views(raw, descriptor.to(device), generator)
+        inputs = method_inputs(self.method.inputs, self.modality, raw, descriptor.to(device), generator,
+                               getattr(self.method, "looc_entries", ()))
         if self.cuda and cfg.train.channels_last:
-            view1 = view1.contiguous(memory_format=torch.channels_last)
-            view2 = view2.contiguous(memory_format=torch.channels_last)
+            inputs = channels_last(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.cuda and cfg.train.bf16):
-            loss, logs = self.model(view1, view2, descriptor.to(device), index)
+            loss, logs = self.model(**inputs, descriptor=descriptor.to(device), step=index)
         value = float(loss.detach().float())
         (bad,) = any_rank([not math.isfinite(value)], self.ctx)
         if bad:

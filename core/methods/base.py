@@ -12,7 +12,7 @@ import numbers
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 from torch import Tensor, nn
 
@@ -20,8 +20,9 @@ from core.config import ConfigError
 from core.encoders.base import InvarianceEncoder
 from core.heads import MLPHead, projector
 
-MethodName = Literal["simclr", "moco_v2", "moco_v3"]
+MethodName = Literal["simclr", "moco_v2", "moco_v3", "looc", "augself"]
 BatchNormMode = Literal["shuffle", "sync", "local"]
+AugSelfBase = Literal["simclr", "moco_v2"]
 
 
 @dataclass
@@ -40,6 +41,13 @@ class MethodConfig:
         batch_norm: BatchNorm handling of the MoCo key encoder: ``"shuffle"`` (shuffle-BN
             across ranks), ``"sync"`` (the engine converts every BatchNorm of the method to
             SyncBatchNorm) or ``"local"`` (per-rank statistics).
+        looc_entries: LooC: the space entries that get an embedding space (a head) of their
+            own, sensitive to that entry; None = every entry of the space.
+        augself_base: AugSelf: the contrastive method it is added to.
+        augself_weights: AugSelf: augmentation name -> loss weight of its parameter-difference
+            head; None = every augmentation the space switches on, weight 0.5 (AugSelf's
+            ImageNet-100 weight for crop and colour).
+        augself_hidden: AugSelf: hidden width of each 3-layer prediction MLP.
     """
 
     name: MethodName = "simclr"
@@ -51,22 +59,31 @@ class MethodConfig:
     queue_size: int = 65536
     momentum: float = 0.999
     batch_norm: BatchNormMode = "shuffle"
+    looc_entries: list[str] | None = None
+    augself_base: AugSelfBase = "simclr"
+    augself_weights: dict[str, float] | None = None
+    augself_hidden: int = 512
 
     def __post_init__(self) -> None:
-        for key, alias in (("name", MethodName), ("batch_norm", BatchNormMode)):
+        for key, alias in (("name", MethodName), ("batch_norm", BatchNormMode), ("augself_base", AugSelfBase)):
             allowed = list(typing.get_args(alias))
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"MethodConfig.{key}: {getattr(self, key)!r} is not one of {allowed}")
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t <= 0:
             raise ConfigError(f"MethodConfig.temperature must be a positive finite number, got {t!r}")
-        for key in ("proj_layers", "proj_hidden", "proj_out", "pred_hidden", "queue_size"):
+        for key in ("proj_layers", "proj_hidden", "proj_out", "pred_hidden", "queue_size", "augself_hidden"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"MethodConfig.{key} must be an int >= 1, got {value!r}")
         m = self.momentum
         if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0.0 <= m <= 1.0:
             raise ConfigError(f"MethodConfig.momentum must be a number in [0, 1], got {m!r}")
+        if self.looc_entries is not None and (not self.looc_entries or len(set(self.looc_entries)) != len(self.looc_entries)):
+            raise ConfigError(f"MethodConfig.looc_entries must be null or distinct entry names, got {self.looc_entries!r}")
+        for name, weight in (self.augself_weights or {}).items():
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f"MethodConfig.augself_weights[{name!r}] must be a finite number >= 0, got {weight!r}")
 
 
 def build_projector(encoder: InvarianceEncoder, config: MethodConfig) -> MLPHead:
@@ -90,6 +107,7 @@ class Method(nn.Module, ABC):
     """
 
     encoder: InvarianceEncoder
+    inputs: ClassVar[str] = "pair"  # what the engine feeds forward(): see core.engine.views
 
     def __init__(self, encoder: InvarianceEncoder, config: MethodConfig, seed: int = 0) -> None:
         super().__init__()
