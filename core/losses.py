@@ -91,7 +91,8 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, gather: bool = Tru
     return F.cross_entropy(logits, positive)
 
 
-def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
+def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2,
+             extra_negatives: Tensor | None = None) -> Tensor:
     """MoCo-v2 InfoNCE: each query against its positive key and a queue of negatives.
 
     ``k`` and ``queue`` are treated as constants (detached): in MoCo they come from the
@@ -102,6 +103,8 @@ def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> T
         k: ``(B, D)`` positive keys, row i for ``q[i]``.
         queue: ``(L, D)`` negatives; ``L = 0`` leaves only the positive logit.
         temperature: softmax temperature, > 0.
+        extra_negatives: ``(B, M, D)`` further negatives of each query alone (LooC: the
+            same instance's keys from other embedding spaces), detached like ``k``.
 
     Returns:
         Scalar: mean cross entropy with the positive at logit index 0.
@@ -118,7 +121,15 @@ def info_nce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> T
     k = F.normalize(k.detach(), dim=1)
     negatives = F.normalize(queue.detach().to(dtype=q.dtype, device=q.device), dim=1)
     positive = (q * k).sum(dim=1, keepdim=True)  # (B, 1)
-    logits = torch.cat([positive, q @ negatives.T], dim=1) / t  # (B, 1 + L)
+    parts = [positive]
+    if extra_negatives is not None:
+        if (not isinstance(extra_negatives, Tensor) or extra_negatives.dim() != 3
+                or extra_negatives.shape[0] != q.shape[0] or extra_negatives.shape[2] != q.shape[1]):
+            got = tuple(extra_negatives.shape) if isinstance(extra_negatives, Tensor) else type(extra_negatives).__name__
+            raise ValueError(f"extra_negatives must have shape ({q.shape[0]}, M, {q.shape[1]}), got {got}")
+        own = F.normalize(extra_negatives.detach().to(dtype=q.dtype), dim=2)
+        parts.append(torch.einsum("bd,bmd->bm", q, own))  # (B, M)
+    logits = torch.cat([*parts, q @ negatives.T], dim=1) / t  # (B, 1 + M + L)
     labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, labels)
 
@@ -159,3 +170,37 @@ def mocov3_loss(q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, temperature: flo
     _check_same_shape(("q1", "q2", "k1", "k2"), (q1, q2, k1, k2))
     t = _check_temperature(temperature)
     return _mocov3_ctr(q1, k2, t) + _mocov3_ctr(q2, k1, t)
+
+
+def augself_loss(predictions: dict[str, Tensor], targets1: dict[str, Tensor], targets2: dict[str, Tensor],
+                 weights: dict[str, float]) -> tuple[Tensor, dict[str, Tensor]]:
+    """AugSelf's auxiliary loss: weighted mean squared error of predicted parameter differences.
+
+    Args:
+        predictions: name -> ``(B, d)`` predicted ``targets1[name] - targets2[name]``.
+        targets1, targets2: name -> ``(B, d)`` augmentation parameters of view 1 and view 2.
+        weights: name -> weight; exactly the names to use (each must be in all three maps).
+
+    Returns:
+        ``(sum_n w_n * mse_n, {name: mse_n detached})``.
+
+    Raises:
+        ValueError: a weighted name missing from an input, or shapes that differ.
+    """
+    if not weights:
+        raise ValueError("augself_loss needs at least one weighted augmentation")
+    total: Tensor | None = None
+    parts: dict[str, Tensor] = {}
+    for name, weight in weights.items():
+        for where, table in (("predictions", predictions), ("targets1", targets1), ("targets2", targets2)):
+            if name not in table:
+                raise ValueError(f"augself_loss: {where} has no entry {name!r} (has {sorted(table)})")
+        diff = (targets1[name] - targets2[name]).to(predictions[name].dtype)
+        if predictions[name].shape != diff.shape:
+            raise ValueError(f"augself_loss: prediction for {name!r} has shape {tuple(predictions[name].shape)}, "
+                             f"target difference {tuple(diff.shape)}")
+        mse = F.mse_loss(predictions[name], diff.detach())
+        parts[name] = mse.detach().float()
+        total = weight * mse if total is None else total + weight * mse
+    assert total is not None
+    return total, parts

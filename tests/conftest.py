@@ -13,6 +13,8 @@ TINY = {
     "hyper_resnet50": {"in_chans": 3, "width": 4},
     "resnet18": {"in_chans": 3, "width": 8},
     "resnet50": {"in_chans": 3, "width": 4},
+    "looc_resnet18": {"in_chans": 3, "width": 8, "branches": 3},
+    "looc_resnet50": {"in_chans": 3, "width": 4, "branches": 2},
     "prompt_vit_small": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "num_prompts": 4},
     "prompt_vit_base": {"img_size": 32, "patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 4, "num_prompts": 4},
 }

@@ -59,14 +59,18 @@ def test_encoder_blocks_partition_parameters(name, audio_space):
     blocks = encoder_blocks(enc)
     ids = [id(p) for b in blocks for p in b.parameters()]
     assert len(ids) == len(set(ids)) == len(list(enc.parameters()))
-    expected = {"hyper_resnet18": 9, "resnet18": 9, "hyper_resnet50": 17, "resnet50": 17}.get(name, 3)
+    expected = {"hyper_resnet18": 9, "resnet18": 9, "hyper_resnet50": 17, "resnet50": 17,
+                "looc_resnet18": 9, "looc_resnet50": 17}.get(name, 3)
     assert len(blocks) == expected  # stem + residual blocks, or stem + 2 transformer blocks
     stem = {id(p) for p in blocks[0].parameters()}
-    first = enc.conv1 if name.startswith("hyper") else enc.net.conv1 if name.startswith("resnet") else enc.vit.patch_embed
+    first = (enc.conv1 if name.startswith("hyper") else enc.net.conv1 if name.startswith("resnet")
+             else enc.net.net.conv1 if name.startswith("looc") else enc.vit.patch_embed)
     assert {id(p) for p in first.parameters()} <= stem
     if name.startswith("prompt"):
         assert {id(p) for p in enc.vit.norm.parameters()} <= {id(p) for p in blocks[-1].parameters()}
         assert {id(p) for p in enc.prompt.parameters()} <= stem
+    if name.startswith("looc"):  # the last block groups that block of every branch
+        assert {id(p) for p in enc.net.extra_stages[-1][-1].parameters()} <= {id(p) for p in blocks[-1].parameters()}
 
 
 def test_encoder_blocks_unknown_type_and_block_spec():

@@ -8,6 +8,7 @@ from torch import nn
 
 from core.encoders.base import InvarianceEncoder
 from core.encoders.hyper_resnet import HyperResNet
+from core.encoders.looc_resnet import LooCResNetEncoder
 from core.encoders.prompt_vit import PromptViT
 from core.encoders.resnet import ResNetEncoder
 
@@ -35,6 +36,7 @@ def encoder_blocks(encoder: InvarianceEncoder) -> list[nn.Module]:
     * ``hyper_resnet*``: stem (``conv1``, ``bn1``), then every :class:`HyperBlock` (each with
       its own descriptor embedding and kernel generators).
     * ``resnet*``: stem (``net.conv1``, ``net.bn1``), then every residual block.
+    * ``looc_resnet*``: as ``resnet*``; block i of the last stage groups block i of every branch.
     * ``prompt_vit_*``: stem (patch embedding, class token, position embedding, the prompt
       MLPs that make the invariance token), then every transformer block; the final
       LayerNorm belongs to the last block.
@@ -51,6 +53,13 @@ def encoder_blocks(encoder: InvarianceEncoder) -> list[nn.Module]:
         net = encoder.net
         blocks = [BlockGroup({"conv1": net.conv1, "bn1": net.bn1})]
         blocks += [block for stage in range(1, 5) for block in getattr(net, f"layer{stage}")]
+    elif isinstance(encoder, LooCResNetEncoder):
+        net = encoder.net.net
+        blocks = [BlockGroup({"conv1": net.conv1, "bn1": net.bn1})]
+        blocks += [block for stage in range(1, 4) for block in getattr(net, f"layer{stage}")]
+        stages = [net.layer4, *encoder.net.extra_stages]
+        blocks += [BlockGroup({f"branch{b}": stage[i] for b, stage in enumerate(stages)})
+                   for i in range(len(net.layer4))]
     elif isinstance(encoder, PromptViT):
         vit = encoder.vit
         stem_modules = {"patch_embed": vit.patch_embed, "norm_pre": vit.norm_pre, "prompt": encoder.prompt}
@@ -63,7 +72,7 @@ def encoder_blocks(encoder: InvarianceEncoder) -> list[nn.Module]:
         raise TypeError(
             f"encoder_blocks: no block structure known for {type(encoder).__name__} "
             f"(name {getattr(encoder, 'name', '?')!r}); supported: HyperResNet (hyper_resnet*), "
-            f"ResNetEncoder (resnet*), PromptViT (prompt_vit_*)"
+            f"ResNetEncoder (resnet*), LooCResNetEncoder (looc_resnet*), PromptViT (prompt_vit_*)"
         )
     covered = [id(p) for b in blocks for p in b.parameters()]
     missing = [n for n, p in encoder.named_parameters() if id(p) not in set(covered)]

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from core.encoders.base import InvarianceEncoder
 from core.encoders.hyper_resnet import hyper_resnet18, hyper_resnet50
+from core.encoders.looc_resnet import looc_resnet18, looc_resnet50
 from core.encoders.resnet import resnet18, resnet50
 from core.invariance import InvarianceSpace
 
@@ -27,6 +28,8 @@ ENCODERS: dict[str, Callable[..., InvarianceEncoder]] = {
     "hyper_resnet50": hyper_resnet50,
     "resnet18": resnet18,
     "resnet50": resnet50,
+    "looc_resnet18": looc_resnet18,
+    "looc_resnet50": looc_resnet50,
     "prompt_vit_small": _lazy("core.encoders.prompt_vit", "prompt_vit_small"),
     "prompt_vit_base": _lazy("core.encoders.prompt_vit", "prompt_vit_base"),
 }

@@ -52,7 +52,12 @@ class MoCoV2(MomentumMethod):
             logit is the largest among ``1 + queue_size`` logits.
         """
         d = self.check_inputs(view1, view2, descriptor, step)
-        q = self.projector(self.encoder(view1, d))  # (B, proj_out)
+        return self.query_loss(self.encoder(view1, d), view2, d, step)
+
+    def query_loss(self, features: Tensor, view2: Tensor, d: Tensor, step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """InfoNCE of query features ``(B, num_features)`` against the keys of ``view2``;
+        enqueues the keys. Returns ``(loss, {"loss", "acc"})`` as :meth:`forward`."""
+        q = self.projector(features)  # (B, proj_out)
         k, k_all = self.momentum_keys(view2, d, step)
         if self.queues.device != q.device:
             self.queues.to(q.device)

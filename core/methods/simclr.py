@@ -41,8 +41,16 @@ class SimCLR(Method):
             the local positive pairs ``(z1[i], z2[i])``.
         """
         d = self.check_inputs(view1, view2, descriptor, step)
-        batch = view1.shape[0]
-        z = self.projector(self.encoder(torch.cat([view1, view2], dim=0), d))  # (2B, proj_out)
+        return self.contrastive_loss(self.encoder(torch.cat([view1, view2], dim=0), d))
+
+    def contrastive_loss(self, features: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """NT-Xent of encoder features ``(2B, num_features)`` (rows ``i`` and ``B + i`` pair).
+
+        Returns:
+            ``(loss, {"loss", "pos_cos"})`` as :meth:`forward`.
+        """
+        batch = features.shape[0] // 2
+        z = self.projector(features)  # (2B, proj_out)
         z1, z2 = z[:batch], z[batch:]
         loss = nt_xent(z1, z2, temperature=self.config.temperature, gather=True)
         with torch.no_grad():
