@@ -27,6 +27,10 @@ from torch import Tensor
 from aiaudio.augment.ops import work_dtype
 from aiaudio.augment.resample import resample
 
+# Magnitude (relative to a row's loudest STFT bin) at or below which a bin's phase is ignored,
+# per compute dtype: -200 dB in float64, -120 dB in float32; far below audibility and above
+# the rounding noise of the STFT.
+SILENT_RATIO = {torch.float64: 1e-10, torch.float32: 1e-6}
 # Upper bound on rows x frames x bins computed at once (about 16 MB per float32 tensor).
 MAX_CELLS = 1 << 20
 # Rows sorted by their rate are split into this many groups (fewer when B is smaller).
@@ -128,8 +132,12 @@ def vocode(spec: Tensor, positions: Tensor, lock: bool = True) -> Tensor:
     n, n_frames, n_bins = spec.shape
     rows = torch.arange(n, device=spec.device)[:, None]
     mag = spec.abs()
-    unit = spec * mag.clamp_min(torch.finfo(mag.dtype).tiny).reciprocal()
-    torch.view_as_real(unit)[..., 0].add_(mag == 0)  # silent bins: phasor 1
+    # Bins below SILENT_DB of the row's loudest bin count as silent (phasor 1): their phase is
+    # rounding noise, and accumulating it would make a row's output depend on last-bit
+    # differences of its STFT (which vary with the batch it was computed in).
+    floor = mag.amax(dim=(1, 2), keepdim=True) * SILENT_RATIO.get(mag.dtype, 1e-6)
+    silent = mag <= floor
+    unit = torch.where(silent, torch.ones_like(spec), spec * mag.clamp_min(torch.finfo(mag.dtype).tiny).reciprocal())
     # table[0] = phasor of frame 0, table[i + 1] = phase advance from input frame i to i + 1.
     table = torch.empty_like(unit)
     table[:, 0] = unit[:, 0]
