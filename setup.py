@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["core", "core.*", "aiaudio", "aiaudio.*", "aivision", "aivision.*"]),
-    package_data={"aiaudio": ["configs/*.yaml"]},
+    package_data={"aiaudio": ["configs/*.yaml"], "aivision": ["data/imagenet100.txt", "configs/*.yaml"]},
     # Exact pins live in requirements.txt; these are the minimum the code needs.
     install_requires=[
         "torch>=2.14",

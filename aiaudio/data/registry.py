@@ -7,7 +7,6 @@ path) and the options start at the first ``?`` (paths containing ``?`` are not s
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +18,10 @@ from aiaudio.data.fsd50k import read_fsd50k
 from aiaudio.data.fsdkaggle import read_fsdkaggle
 from aiaudio.data.nsynth import read_nsynth
 from aiaudio.data.voxceleb import read_voxceleb
+from core.dataspec import check_options, parse_value
+from core.dataspec import parse_spec as core_parse_spec
+
+__all__ = ["READERS", "open_dataset", "parse_spec", "parse_value", "read_synthetic_lazy"]
 
 
 def read_synthetic_lazy(root: str | Path | None = None, sample_rate: int = 16000, cache: Any = None,
@@ -40,58 +43,13 @@ READERS: dict[str, Callable[..., AudioDataset]] = {
 }
 
 
-def parse_value(text: str) -> Any:
-    """An option value: bool (true/false/yes/no), None (none/null), int, float, a list when it
-    contains commas (items parsed the same way), else the string itself."""
-    if "," in text:
-        return [parse_value(item) for item in text.split(",") if item != ""]
-    lowered = text.strip().lower()
-    if lowered in ("true", "yes"):
-        return True
-    if lowered in ("false", "no"):
-        return False
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     """Split ``name:path?key=value&...`` into ``(name, path or None, options)``.
 
     Raises:
         ValueError: empty or unknown name (lists the available ones) or a malformed option.
     """
-    body, _, query = spec.partition("?")
-    name, _, path = body.partition(":")
-    name = name.strip().lower()
-    if name not in READERS:
-        raise ValueError(f"unknown dataset {name!r} in spec {spec!r}; available: {', '.join(READERS)} "
-                         f"(write name:path, e.g. esc50:/data/ESC-50)")
-    options: dict[str, Any] = {}
-    for pair in filter(None, query.split("&")):
-        key, eq, value = pair.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ValueError(f"option {pair!r} in spec {spec!r} is not key=value")
-        if key in options:
-            raise ValueError(f"option {key!r} given twice in spec {spec!r}")
-        options[key] = parse_value(value)
-    return name, (path.strip() or None), options
-
-
-def _check_options(name: str, reader: Callable[..., AudioDataset], options: dict[str, Any]) -> None:
-    parameters = inspect.signature(reader).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    allowed = [p.name for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    unknown = [key for key in options if key not in allowed]
-    if unknown:
-        raise ValueError(f"dataset {name!r} has no option {unknown[0]!r}; its options: {allowed or 'none'}")
+    return core_parse_spec(spec, READERS, example="esc50:/data/ESC-50")
 
 
 def open_dataset(spec: str, sample_rate: int = 16000, cache: AudioCache | str | Path | None = None) -> AudioDataset:
@@ -104,7 +62,7 @@ def open_dataset(spec: str, sample_rate: int = 16000, cache: AudioCache | str | 
     """
     name, path, options = parse_spec(spec)
     reader = READERS[name]
-    _check_options(name, reader, options)
+    check_options(name, reader, options)
     if cache is not None and not isinstance(cache, AudioCache):
         cache = AudioCache(cache)
     return reader(path, sample_rate=sample_rate, cache=cache, **options)
