@@ -1,7 +1,10 @@
 """The ``aivision`` command: vision entry points of the toolkit.
 
-Sub-commands available now: ``demo`` and ``encoders``. Pre-training, probing, few-shot
-evaluation and measurement arrive with the vision pipeline.
+Sub-commands: ``demo`` (what the descriptor changes in an untrained encoder, on the built-in
+synthetic images), ``encoders``, ``pareto``, ``pretrain --config FILE [--resume] [a.b=v ...]``
+(contrastive pre-training through the engine with the vision modality, ``aivision.modality``;
+several GPUs or nodes with ``torchrun -m aivision.cli pretrain ...``) and ``export
+--checkpoint C --out encoder.pt``; they share their options with the ``aiaudio`` commands.
 """
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import sys
 
 import torch
 
+from aivision.modality import make_vision_modality
 from aivision.space import group_space
 from core import build_encoder
 from core.cli import add_encoders_command, add_pareto_command, run_cli
 from core.demo import demo_report
+from core.engine.cli import add_pretrain_commands
 
 DEMO_ENCODERS = {
     "hyper_resnet50": lambda space, size: build_encoder("hyper_resnet50", space, in_chans=3, width=16),
@@ -23,15 +28,14 @@ DEMO_ENCODERS = {
 }
 
 
-def synthetic_images(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Test images ``(n, 3, size, size)``: one coloured rectangle each on a grey background
-    (a stand-in until the vision pipeline's synthetic shapes land)."""
-    x = torch.full((n, 3, size, size), 0.5)
-    for i in range(n):
-        h, w = (int(v) for v in torch.randint(size // 4, size // 2, (2,), generator=generator))
-        top, left = (int(v) for v in torch.randint(0, size - size // 2, (2,), generator=generator))
-        x[i, :, top : top + h, left : left + w] = torch.rand(3, 1, 1, generator=generator)
-    return (x - 0.5) / 0.25
+def synthetic_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """Normalised built-in synthetic images ``(n, 3, size, size)`` (``aivision.synthetic``)."""
+    from aivision.augment.ops import normalize, to_unit_float
+    from aivision.augment.config import IMAGENET_MEAN, IMAGENET_STD
+    from aivision.synthetic import SyntheticImageConfig, synthesise
+
+    images, _ = synthesise(range(n), SyntheticImageConfig(n_images=n, size=size, seed=seed))
+    return normalize(to_unit_float(images), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -40,7 +44,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     encoder = DEMO_ENCODERS[args.encoder](space, args.size)
     params = sum(p.numel() for p in encoder.parameters())
     print(f"encoder: {args.encoder}, {params / 1e6:.2f}M parameters; space {list(space.names)}")
-    x = synthetic_images(args.batch, args.size, torch.Generator().manual_seed(args.seed))
+    x = synthetic_images(args.batch, args.size, args.seed)
     print(f"input: {tuple(x.shape)} synthetic images (untrained encoder)\n")
     descriptors = {
         "default [1,1]": space.ones(),
@@ -64,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     add_encoders_command(sub)
     add_pareto_command(sub, "aivision")
+    add_pretrain_commands(sub, make_vision_modality)
     return parser
 
 

@@ -24,6 +24,15 @@ from aivision.data.plant import read_plant_disease
 from core.dataspec import check_options
 from core.dataspec import parse_spec as core_parse_spec
 
+def read_synthetic_lazy(root: str | None = None, *, n_images: int = 1000, size: int = 64, seed: int = 0,
+                        offset: int = 0, label: str = "shape") -> ImageDataset:
+    """The procedural images (``aivision.synthetic.read_synthetic``), imported on first use:
+    ``aivision.synthetic`` imports ``aivision.data``, so a top-level import would be circular."""
+    from aivision.synthetic import read_synthetic
+
+    return read_synthetic(root, n_images=n_images, size=size, seed=seed, offset=offset, label=label)
+
+
 READERS: dict[str, Callable[..., ImageDataset]] = {
     # pre-training
     "imagenet100": read_imagenet100,
@@ -44,9 +53,8 @@ READERS: dict[str, Callable[..., ImageDataset]] = {
     "celeba": read_celeba,
     # any folder-per-class tree
     "folder": read_folder,
-    # "synthetic" is reserved for the procedural images (aivision.synthetic.read_synthetic). Register
-    # it here through a wrapper that imports it inside the call (like aiaudio's read_synthetic_lazy):
-    # aivision.synthetic imports aivision.data, so a top-level import here would be circular.
+    # built-in procedural images with known factors (aivision.synthetic)
+    "synthetic": read_synthetic_lazy,
 }
 
 
