@@ -19,6 +19,7 @@ from core import build_encoder
 from core.cli import add_encoders_command, add_pareto_command, run_cli
 from core.demo import demo_report
 from core.engine.cli import add_pretrain_commands
+from aivision.baselines import BASELINES
 
 DEMO_ENCODERS = {
     "hyper_resnet50": lambda space, size: build_encoder("hyper_resnet50", space, in_chans=3, width=16),
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     add_encoders_command(sub)
     add_pareto_command(sub, "aivision")
-    add_pretrain_commands(sub, make_vision_modality)
+    add_pretrain_commands(sub, make_vision_modality, BASELINES)
     return parser
 
 

@@ -3,8 +3,8 @@
 # 2-group space [spatial, appearance] and its settings (300 epochs, batch 1024, AdamW,
 # 40 warm-up epochs then cosine; see recipes/imagenet100_moco.yaml).
 #
-# Needs the vision pipeline (`aivision pretrain`, aivision.modality); until it exists this
-# script stops with "vision pipeline not available".
+# Baselines with the same budget: MODEL=moco | moco_appearance | moco_spatial | looc |
+# looc_pp | augself (aivision/baselines.py; default ai_moco) adds that model's overrides.
 #
 # Environment:
 #   IMAGENET_ROOT  (required) ImageNet folder holding train/ (one folder per wnid); the
@@ -12,7 +12,8 @@
 #   GPUS           processes (GPUs) on this node; default: nvidia-smi's GPU count, else 1
 #   GLOBAL_BATCH   samples per step over all processes (default 1024, the paper's);
 #                  each process gets GLOBAL_BATCH / GPUS
-#   RUN_DIR        run directory (default runs/imagenet100_moco); an existing last
+#   MODEL          ai_moco (default) or a baseline of aivision/baselines.py
+#   RUN_DIR        run directory (default runs/imagenet100_$MODEL); an existing last
 #                  checkpoint there is resumed
 #   PYTHON         interpreter (default: .venv/bin/python when present, else python3)
 # Extra arguments are config overrides (a.b=value).
@@ -29,14 +30,7 @@ if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$REPO/.venv/bin/python" ]]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 fi
 
-if ! probe=$("$PYTHON" -c "import aivision.modality" 2>&1); then
-    echo "imagenet100_moco.sh: vision pipeline not available: 'import aivision.modality' failed ($(echo "$probe" | tail -n 1)); it arrives with the vision extension issue" >&2
-    exit 3
-fi
-if ! probe=$("$PYTHON" -m aivision.cli pretrain --help 2>&1); then
-    echo "imagenet100_moco.sh: vision pipeline not available: 'aivision pretrain' is not a command yet ($(echo "$probe" | tail -n 1))" >&2
-    exit 3
-fi
+MODEL="${MODEL:-ai_moco}"
 
 if [[ -z "${IMAGENET_ROOT:-}" ]]; then
     fail "IMAGENET_ROOT is not set: point it at the ImageNet folder holding train/<wnid>/*.JPEG"
@@ -50,15 +44,15 @@ GPUS="${GPUS:-$((detected > 0 ? detected : 1))}"
 GLOBAL_BATCH="${GLOBAL_BATCH:-1024}"
 [[ "$GLOBAL_BATCH" =~ ^[1-9][0-9]*$ && $((GLOBAL_BATCH % GPUS)) -eq 0 ]] \
     || fail "GLOBAL_BATCH ($GLOBAL_BATCH) must be a positive multiple of GPUS ($GPUS)"
-RUN_DIR="${RUN_DIR:-runs/imagenet100_moco}"
+RUN_DIR="${RUN_DIR:-runs/imagenet100_$MODEL}"
 
 resume=()
 [[ -f "$RUN_DIR/checkpoints/last.pt" ]] && resume=(--resume) && echo "resuming from $RUN_DIR/checkpoints/last.pt"
 
-echo "== pre-training AI-MoCo-v2 (Hyper-ResNet50) on $GPUS process(es), $GLOBAL_BATCH images per step: $RUN_DIR"
+echo "== pre-training $MODEL on $GPUS process(es), $GLOBAL_BATCH images per step: $RUN_DIR"
 # python -m torch.distributed.run is torchrun, run with the chosen interpreter.
 "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m aivision.cli pretrain \
-    --config recipes/imagenet100_moco.yaml "${resume[@]}" \
+    --config recipes/imagenet100_moco.yaml "${resume[@]}" --model "$MODEL" \
     "run_dir=$RUN_DIR" "data.dataset=imagenet100:$IMAGENET_ROOT" "train.batch_size=$((GLOBAL_BATCH / GPUS))" "$@"
 
 echo "== exporting the encoder: $RUN_DIR/encoder.pt"

@@ -1,6 +1,5 @@
 """Recipes: their YAML configs validate, and their scripts check the environment and call the
 CLIs with arguments those CLIs accept (a stand-in interpreter records the calls)."""
-import importlib.util
 import os
 import re
 import stat
@@ -12,6 +11,9 @@ import numpy as np
 import pytest
 
 from aiaudio.cli import build_parser
+from aivision.baselines import BASELINES
+from aivision.cli import build_parser as vision_parser
+from aivision.modality import VisionDataConfig
 from aiaudio.data import write_audio
 from aiaudio.modality import AudioDataConfig, make_audio_modality
 from core.config import from_dict
@@ -103,13 +105,11 @@ def test_fsd50k_script_needs_its_data(tmp_path, fsd50k_root):
     assert result.returncode != 0 and "GLOBAL_BATCH (256) must be a positive multiple of GPUS (3)" in result.stderr
 
 
-def test_imagenet100_script_reports_missing_vision_pipeline():
+def test_imagenet100_script_needs_its_data(tmp_path):
     result = run_script("imagenet100_moco.sh", {})
-    assert result.returncode != 0
-    if importlib.util.find_spec("aivision.modality") is None:
-        assert "vision pipeline not available" in result.stderr
-    else:  # once the vision pipeline exists, the data path is the next thing checked
-        assert "IMAGENET_ROOT" in result.stderr
+    assert result.returncode != 0 and "IMAGENET_ROOT is not set" in result.stderr
+    result = run_script("imagenet100_moco.sh", {"IMAGENET_ROOT": str(tmp_path)})
+    assert result.returncode != 0 and "has no train/ folder" in result.stderr
 
 
 def test_fsd50k_script_calls(tmp_path, recorder, fsd50k_root):
@@ -161,3 +161,15 @@ def test_imagenet100_script_calls(tmp_path, recorder):
     overrides = [a for a in train[config_at + 1:] if "=" in a]
     config = load_config(REPO / train[config_at], overrides)
     assert config.train.batch_size == 128 and config.data["dataset"] == f"imagenet100:{tmp_path / 'imagenet'}"
+    data = from_dict(VisionDataConfig, config.data, "data")
+    assert (data.load_size, data.augment.size, data.augment.crop.min_scale) == (256, 224, 0.2)
+    args = vision_parser().parse_args(train[7:])
+    assert args.model == "ai_moco" and args.config == "recipes/imagenet100_moco.yaml"
+    # a baseline by name, with the same budget; an unknown name stops before anything runs
+    result = run_script("imagenet100_moco.sh", {**env, "MODEL": "moco_spatial"})
+    assert result.returncode == 0, result.stderr
+    train = [c for c in calls() if "torch.distributed.run" in c][-1]
+    args = vision_parser().parse_args(train[7:])
+    assert args.model == "moco_spatial" and str(tmp_path / "run") in " ".join(args.overrides)
+    config = load_config(REPO / args.config, [*BASELINES[args.model], *args.overrides])
+    assert config.descriptor.active == ["spatial"] and config.encoder.name == "resnet50"

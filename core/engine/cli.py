@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from core.config import ConfigError
 from core.encoders.serialise import read_encoder_file, save_encoder
@@ -25,9 +25,15 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def run_pretrain(args: argparse.Namespace, make_modality: Callable[[PretrainConfig], Modality]) -> int:
-    """Load the config, build the modality and pre-train; returns the exit status."""
+def run_pretrain(args: argparse.Namespace, make_modality: Callable[[PretrainConfig], Modality],
+                 models: Mapping[str, Sequence[str]] | None = None) -> int:
+    """Load the config, build the modality and pre-train; returns the exit status.
+
+    ``--model NAME`` puts ``models[NAME]``'s overrides before the command line's own.
+    """
     overrides = list(args.overrides)
+    if getattr(args, "model", None) is not None:
+        overrides = [*(models or {})[args.model], *overrides]
     try:
         config = load_config(args.config, overrides)
     except ConfigError as err:
@@ -77,21 +83,26 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def add_pretrain_commands(sub: argparse._SubParsersAction,
-                          make_modality: Callable[[PretrainConfig], Modality]) -> None:
-    """Add ``pretrain --config FILE [--resume] [--no-progress] [a.b=v ...]`` and
+                          make_modality: Callable[[PretrainConfig], Modality],
+                          models: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Add ``pretrain --config FILE [--model NAME] [--resume] [--no-progress] [a.b=v ...]`` and
     ``export --checkpoint C --out encoder.pt``.
 
     Args:
         sub: the CLI's sub-parsers.
         make_modality: builds the modality from the validated config (validates ``data:``).
+        models: named models (the modality's baselines): name -> config overrides.
     """
     p = sub.add_parser("pretrain", help="contrastive pre-training from a YAML config (torchrun for several GPUs)")
     p.add_argument("--config", default=None, metavar="FILE", help="YAML config (default: built-in defaults)")
+    if models:
+        p.add_argument("--model", default=None, choices=list(models),
+                       help="a named model: its overrides come before the command line's (same budget)")
     p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoints/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides such as train.steps=100 (values parsed as YAML)")
-    p.set_defaults(func=lambda args: run_pretrain(args, make_modality))
+    p.set_defaults(func=lambda args: run_pretrain(args, make_modality, models))
     e = sub.add_parser("export", help="write the encoder of a training checkpoint as an encoder file")
     e.add_argument("--checkpoint", required=True, help="checkpoint (e.g. run/checkpoints/last.pt)")
     e.add_argument("--out", required=True, help="encoder file to write (e.g. encoder.pt)")
