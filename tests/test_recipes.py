@@ -22,8 +22,8 @@ from core.invariance import InvarianceSpace
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
-SCRIPTS = ["fsd50k_simclr.sh", "imagenet100_moco.sh"]
-CONFIGS = ["fsd50k_simclr.yaml", "imagenet100_moco.yaml"]
+SCRIPTS = ["fsd50k_simclr.sh", "imagenet100_moco.sh", "imagenet_vit_moco_v3.sh"]
+CONFIGS = ["fsd50k_simclr.yaml", "imagenet100_moco.yaml", "imagenet_vit_moco_v3.yaml"]
 
 
 def run_script(name: str, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -173,3 +173,32 @@ def test_imagenet100_script_calls(tmp_path, recorder):
     assert args.model == "moco_spatial" and str(tmp_path / "run") in " ".join(args.overrides)
     config = load_config(REPO / args.config, [*BASELINES[args.model], *args.overrides])
     assert config.descriptor.active == ["spatial"] and config.encoder.name == "resnet50"
+
+
+def test_vit_config_is_the_papers_moco_v3_setting():
+    config = load_config(RECIPES / "imagenet_vit_moco_v3.yaml")
+    steps_per_epoch = 1_281_167 // 1024
+    assert config.method.name == "moco_v3" and config.encoder.name == "prompt_vit_base"
+    assert config.encoder.kwargs["num_prompts"] == 256 and config.encoder.kwargs["pretrained"] is None
+    assert (config.method.proj_layers, config.method.proj_hidden, config.method.proj_out) == (3, 4096, 256)
+    assert config.train.steps == 300 * steps_per_epoch and config.optim.warmup_steps == 40 * steps_per_epoch
+    data = from_dict(VisionDataConfig, config.data, "data")
+    assert data.space == ["spatial", "appearance"] and data.augment.crop.min_scale == 0.08
+
+
+def test_vit_script_checks_the_checkpoint_and_calls_pretrain(tmp_path, recorder):
+    fake, calls = recorder
+    (tmp_path / "imagenet" / "train").mkdir(parents=True)
+    env = {"PYTHON": str(fake), "IMAGENET_ROOT": str(tmp_path / "imagenet"), "GPUS": "4",
+           "RUN_DIR": str(tmp_path / "run"), "PRETRAINED": str(tmp_path / "missing.pth.tar")}
+    result = run_script("imagenet_vit_moco_v3.sh", env)
+    assert result.returncode != 0 and "missing.pth.tar: no such file" in result.stderr
+    (tmp_path / "vit-b.pth.tar").write_bytes(b"weights")
+    result = run_script("imagenet_vit_moco_v3.sh", {**env, "PRETRAINED": str(tmp_path / "vit-b.pth.tar")})
+    assert result.returncode == 0, result.stderr
+    train, export = calls()
+    args = vision_parser().parse_args(train[7:])
+    config = load_config(REPO / args.config, args.overrides)
+    assert config.train.batch_size == 256 and config.data["dataset"] == f"folder:{tmp_path / 'imagenet'}/train"
+    assert config.encoder.kwargs["pretrained"] == str(tmp_path / "vit-b.pth.tar")
+    assert export[:3] == ["-m", "aivision.cli", "export"]
