@@ -1,31 +1,35 @@
 """Shared plumbing of the audio downstream commands (``probe``, ``fewshot``, ``measure``,
 ``finetune``): common flags, reading the encoder and its input pipeline, opening and
-splitting the dataset, building ``AudioClips``, descriptor lists, JSON output and
-one-line errors."""
+splitting the dataset and building ``AudioClips``. The modality-free helpers (descriptor
+lists, clip-level splits, JSON output, one-line errors) live in
+``core.downstream.cli_common`` and are re-exported here."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import warnings
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch import Tensor
 
 from aiaudio.space import AUDIO_AUGMENTATIONS
-from core.downstream.selection import carve_splits
+from core.downstream import cli_common
+from core.downstream.cli_common import (add_run_args, add_source_args, check_device, descriptor_table,
+                                        floats_arg, parse_descriptors, stratified_split, warm_if_fits,
+                                        write_json)
+
+__all__ = ["SPLITS", "AudioSetup", "add_common_args", "add_task_args", "attach_frontend", "check_device",
+           "choose_part", "cli_errors", "clip_split", "descriptor_table", "floats_arg", "make_clips",
+           "parse_descriptors", "parse_vector", "read_encoder", "setup", "stratified_split", "warm_if_fits",
+           "write_json"]
 
 SPLITS = ("train", "val", "test", "all")
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Flags every downstream command takes (contract K)."""
-    p.add_argument("--encoder", required=True, help="encoder file (encoder.pt) or training checkpoint")
-    p.add_argument("--dataset", required=True, help="dataset spec name:path?options, e.g. esc50:/data/ESC-50")
+    add_source_args(p, "esc50:/data/ESC-50")
     p.add_argument("--split-file", default=None, help="MetaAudio class split (pickled [train, val, test]); "
                    "default: seeded 70/10/20 class split")
     p.add_argument("--cache", default=None, help="directory for decoded, resampled audio")
@@ -34,18 +38,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    "many seconds, the last zero-padded (MetaAudio: 5)")
     p.add_argument("--sample-rate", type=int, default=16000,
                    help="decode rate when the encoder file stores no front end (else the stored one is used)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--json", default=None, help="write the printed numbers to this JSON file")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def floats_arg(text: str) -> list[float]:
-    """argparse type: comma-separated numbers."""
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    add_run_args(p)
 
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
@@ -78,31 +71,12 @@ def clip_split(args: argparse.Namespace, s: "AudioSetup") -> tuple[Any, list[int
     return data, train, val, test, note
 
 
-@contextmanager
-def cli_errors(command: str) -> Iterator[list[int]]:
-    """Turn user-facing errors into one line on stderr and exit status 2 (``status[0]``);
-    warnings are printed as ``aiaudio <command>: warning: ...``."""
+def cli_errors(command: str) -> AbstractContextManager[list[int]]:
+    """Turn user-facing errors (also unreadable audio) into one line on stderr and exit
+    status 2 (``status[0]``); warnings are printed as ``aiaudio <command>: warning: ...``."""
     from aiaudio.data.base import BadAudioError
 
-    status = [0]
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        print(f"aiaudio {command}: warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        try:
-            yield status
-        except (OSError, ValueError, KeyError, IndexError, BadAudioError) as error:
-            text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            print(f"aiaudio {command}: error: {text}", file=sys.stderr)
-            status[0] = 2
-
-
-def check_device(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return name
+    return cli_common.cli_errors("aiaudio", command, (BadAudioError,))
 
 
 def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
@@ -193,117 +167,6 @@ def choose_part(s: AudioSetup, split: str, dataset: str) -> Any:
     return part
 
 
-def stratified_split(labels: Tensor, val_fraction: float, test_fraction: float, seed: int
-                     ) -> tuple[list[int], list[int], list[int]]:
-    """Seeded clip-level train/val/test split, stratified by class for int labels ``(N,)``
-    (per class: ``round(f * n)`` clips to test, then to val, at least one kept for training);
-    plain seeded shuffling for regression targets ``(N, T)``."""
-    if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"--val-fraction {val_fraction} and --test-fraction {test_fraction} must be in [0, 1) "
-                         f"and (0, 1) with a sum below 1")
-    stratify = labels.dim() == 1 and not labels.is_floating_point()
-    train, test, val = carve_splits(labels, [test_fraction, val_fraction], seed, stratify)
-    return train, val, test
-
-
 def parse_vector(text: str, what: str) -> list[float] | None:
-    """``ones`` -> None (all ones), else ``v1,...,vK`` as floats (names ``what`` on errors)."""
-    if text.strip() == "ones":
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{what} {text!r}: expected 'ones' or {len(AUDIO_AUGMENTATIONS)} comma-separated "
-                         f"numbers in [0, 1] ({', '.join(AUDIO_AUGMENTATIONS)})") from None
-    if len(values) != len(AUDIO_AUGMENTATIONS) or not all(0.0 <= v <= 1.0 for v in values):
-        raise ValueError(f"{what} {text!r}: need {len(AUDIO_AUGMENTATIONS)} values in [0, 1], one per "
-                         f"{', '.join(AUDIO_AUGMENTATIONS)}")
-    return values
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_descriptors(items: Sequence[str], space: Any) -> dict[str, Tensor]:
-    """Labelled descriptors from ``--descriptors`` items, comma-joined or separate.
-
-    Forms: ``ones``, ``zeros``, ``active:pitch_shift+noise`` (1 for the named entries),
-    ``LABEL:v1,...,vK`` and ``LABEL:file.json`` (the ``descriptor`` list a ``probe`` or
-    ``fewshot --json`` wrote). A bare number continues the previous item's vector, so
-    ``ones,learned:0.7,0.2,...`` reads as two descriptors.
-    """
-    tokens: list[str] = []
-    for token in ",".join(items).split(","):
-        token = token.strip()
-        if not token:
-            continue
-        if _is_number(token):
-            if not tokens:
-                raise ValueError(f"--descriptors: number {token} comes before any descriptor label")
-            tokens[-1] += "," + token
-        else:
-            tokens.append(token)
-    out: dict[str, Tensor] = {}
-    for token in tokens:
-        label, colon, body = token.partition(":")
-        if not colon and label in ("ones", "zeros"):
-            vector = space.ones() if label == "ones" else torch.zeros(space.dim)
-        elif label == "active" and colon:
-            names = [n for n in body.split("+") if n]
-            unknown = [n for n in names if n not in space.names]
-            if unknown:
-                raise ValueError(f"--descriptors {token!r}: unknown augmentation {unknown[0]!r} "
-                                 f"(known: {', '.join(space.names)})")
-            vector, label = space.from_active(names), token
-        elif colon and body.endswith(".json"):
-            path = Path(body).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"--descriptors {token!r}: no such file {path}")
-            try:
-                values = json.loads(path.read_text())["descriptor"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"--descriptors {token!r}: {path} holds no 'descriptor' list") from None
-            vector = torch.tensor(parse_vector(",".join(map(str, values)), f"--descriptors {token!r}"))
-        elif colon:
-            values = parse_vector(body, f"--descriptors {token!r}")
-            vector = space.ones() if values is None else torch.tensor(values)
-        else:
-            raise ValueError(f"--descriptors {token!r}: expected ones, zeros, active:a+b, LABEL:v1,...,vK "
-                             f"or LABEL:file.json")
-        if label in out:
-            raise ValueError(f"--descriptors: label {label!r} given twice")
-        out[label] = space.check(vector)
-    if not out:
-        raise ValueError("--descriptors: no descriptor given")
-    return out
-
-
-def warm_if_fits(clips: Any, progress: bool, desc: str) -> None:
-    """Precompute every clip of ``clips`` with a progress bar when they fit in its cache."""
-    if len(clips) == 0:
-        return
-    first = clips.pieces([0])[0]
-    if first.numel() * first.element_size() * len(clips) <= 0.8 * clips.cache_bytes:
-        clips.warm(progress=progress, desc=desc)
-
-
-def write_json(path: str | None, data: dict[str, Any]) -> None:
-    """Write ``data`` (the printed numbers) as indented JSON, creating parent folders."""
-    if path is None:
-        return
-    out = Path(path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2, default=float) + "\n")
-
-
-def descriptor_table(names: Sequence[str], values: Sequence[float]) -> str:
-    """Two-column table of a descriptor's entries."""
-    from core.demo import format_table
-
-    return format_table([{"name": n, "value": float(v)} for n, v in zip(names, values)],
-                        [("name", "augmentation", "s"), ("value", "descriptor", ".4f")])
+    """``ones`` -> None (all ones), else ``v1,...,v7`` as floats (names ``what`` on errors)."""
+    return cli_common.parse_vector(text, what, AUDIO_AUGMENTATIONS)

@@ -1,0 +1,317 @@
+"""``aivision probe | fewshot | measure | finetune``: use a pre-trained encoder on images.
+
+The options are the audio commands' (``aiaudio.cli_downstream``) wherever they apply: the
+shared flags of ``core.downstream.cli_common`` (``--encoder --dataset --seed --device --json
+--no-progress``), ``--split-file``, ``--cache-mb`` and every command's own flags. The audio
+front end's flags (``--seconds``, ``--sample-rate``, ``--cache``) give way to
+``--image-size``. The input pipeline (image side, mean, std) comes from the encoder file's
+``extra``; files without one use ``--image-size`` (default 224, or a ViT's own size) and the
+ImageNet mean/std, with a warning. Every image is one piece: short side resized to the
+image size, centre-cropped (regression sets: the whole image resized, so the normalised
+landmarks stay exact); see ``aivision.clips``.
+
+Which images each command uses:
+
+* ``probe`` / ``finetune`` (``--split``): ``auto`` (default) takes the reader's published
+  image-level split (CIFAR train/test, CUB train/test, Flowers/DTD/300W/CelebA
+  train/val/test, Pets trainval/test, ImageNet-100 train/val, Caltech101 and LSP seeded by
+  the reader's own ``seed=``) when the spec names no ``split=``; otherwise, and for sets
+  without one (folder, plant_disease, synthetic, fc100), a seeded image-level split of the
+  images the spec opens, stratified by class (``--val-fraction``, ``--test-fraction``),
+  as the audio commands do. ``published`` and ``clips`` force either rule. Without a
+  published validation split, ``--val-fraction`` of the training images is carved off
+  for model selection; the test images are never used for a choice. ``finetune`` trains
+  on train + validation.
+* ``fewshot`` / ``measure`` (``--split``, default ``all``): every class of the images the
+  spec opens, which is how the paper samples episodes (FC100 meta-test: the reader's
+  default ``split=test``; CUB: ``cub200:...?split=all``; Plant Disease: the whole set).
+  ``train``/``val``/``test`` choose a part of a class split: ``--split-file``, else the
+  reader's own class split (FC100), else a seeded 70/10/20 split. The ``dataset`` and
+  ``corners`` descriptor modes learn on the ``train`` classes.
+
+Regression (300W, LSP, CelebA) follows the dataset's task: probe and finetune report R²
+over the whole test set.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+from aivision.downstream_setup import (CLASS_PARTS, add_common_args, add_task_args, class_part,
+                                       cli_errors, make_clips, parse_vector, setup, task_data)
+from core.downstream.cli_common import (descriptor_table, floats_arg, metric_columns, parse_descriptors, table,
+                                        warm_if_fits, write_json)
+
+# Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress
+
+
+def _warm(*sources: Any, progress: bool) -> None:
+    """Prepare the images behind ``sources`` (subsets warm their parent) when they fit the cache."""
+    seen: list[int] = []
+    for source in sources:
+        clips = getattr(source, "parent", source)
+        if source is not None and id(clips) not in seen:
+            seen.append(id(clips))
+            warm_if_fits(clips, progress, "images")
+
+
+def _pipeline(s: Any) -> dict[str, Any]:
+    p = s.input
+    return {"image_size": p.image_size, "normalize": p.normalize, "mean": p.mean, "std": p.std,
+            "input_source": p.source}
+
+
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    """N-way K-shot episodes on the classes of ``--split``."""
+    with cli_errors("fewshot") as status:
+        from core.downstream.fewshot import FewShotConfig, parse_descriptor, run_fewshot
+
+        config = FewShotConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
+                               seed=args.seed, readout=args.readout, ridge_lambda=args.ridge_lambda,
+                               descriptor=args.descriptor, train_episodes=args.train_episodes,
+                               inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr,
+                               batch_size=args.batch_size)
+        s = setup(args)
+        parse_descriptor(config.descriptor, s.encoder.space)  # fail before any image is decoded
+        if s.dataset.task != "classification":
+            raise ValueError(f"--dataset {args.dataset}: few-shot episodes need a classification dataset")
+        test_data, note = class_part(s, args, args.split)
+        if test_data.num_classes < config.ways:
+            raise ValueError(f"--split {args.split}: {test_data.num_classes} classes of {args.dataset} "
+                             f"({note}), fewer than --ways {config.ways}")
+        test = make_clips(s, args, test_data)
+        train = None
+        if config.mode in ("dataset", "corners"):
+            if args.split == "all":
+                warnings.warn(f"--descriptor {args.descriptor} with --split all: the descriptor is chosen on "
+                              "episodes of the same classes it is tested on", UserWarning)
+                train = test
+            else:
+                train = make_clips(s, args, class_part(s, args, "train")[0])
+        _warm(test, progress=_progress(args))
+        result = run_fewshot(s.encoder, test, config, train=train, device=args.device, progress=_progress(args))
+        report: dict[str, Any] = {
+            "command": "fewshot", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
+            "split_source": note, "classes": test_data.num_classes, "clips": len(test_data),
+            "ways": config.ways, "shots": config.shots, "queries": config.queries, "episodes": result.episodes,
+            "readout": config.readout, "descriptor_mode": result.descriptor_mode,
+            "descriptor_spec": config.descriptor, "accuracy": result.accuracy, "ci95": result.ci95,
+            "descriptor": result.descriptor, "descriptor_names": result.descriptor_names,
+            **_pipeline(s), "seed": args.seed, "wall_s": result.wall_s,
+        }
+        print(f"few-shot on {args.dataset}: split {args.split} ({note}), {report['classes']} classes, "
+              f"{report['clips']} images at {s.input.image_size} px")
+        print(table([report], [("ways", "ways", "d"), ("shots", "shots", "d"), ("queries", "queries", "d"),
+                               ("episodes", "episodes", "d"), ("readout", "readout", "s"),
+                               ("descriptor_mode", "descriptor", "s"), ("accuracy", "accuracy", ".4f"),
+                               ("ci95", "ci95", ".4f"), ("wall_s", "wall s", ".1f")]))
+        print("\ndescriptor used" + (" (mean over episodes)" if result.descriptor_mode == "episode" else "") + ":")
+        print(descriptor_table(result.descriptor_names, result.descriptor))
+        write_json(args.json, report)
+    return status[0]
+
+
+def _task_report(command: str, args: argparse.Namespace, s: Any, data: Any) -> dict[str, Any]:
+    report = {"command": command, "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
+              "split_source": data.note, "task": data.task, "train_clips": len(data.train),
+              "val_clips": len(data.val) if data.val is not None else 0, "test_clips": len(data.test)}
+    if data.target_names is not None:
+        report["targets"] = data.target_names
+    return report
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Linear probe (with a learned, fixed, best-corner or quantised descriptor) on frozen features."""
+    with cli_errors("probe") as status:
+        from core.downstream.probe import ProbeConfig, fit_probe
+
+        s = setup(args)
+        fixed = parse_vector(args.fixed, "--fixed", s.encoder.space) if args.fixed is not None else None
+        data = task_data(s, args)
+        config = ProbeConfig(task=data.task, descriptor=args.descriptor, fixed=fixed, bits=args.bits,
+                             lrs=args.lrs, weight_decays=args.weight_decays, descriptor_lr=args.descriptor_lr,
+                             epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
+                             seed=args.seed, grad=args.grad, micro_batch=args.micro_batch)
+        _warm(data.train, data.val, data.test, progress=_progress(args))
+        _, result = fit_probe(s.encoder, data.train, config, val=data.val, device=args.device,
+                              progress=_progress(args), test=data.test)
+        report = {**_task_report("probe", args, s, data), "descriptor_mode": args.descriptor,
+                  **result.to_dict(), **_pipeline(s), "seed": args.seed}
+        print(f"probe on {args.dataset}: {data.note}; {s.input.image_size} px images")
+        print(table([{**report, **result.metrics}],
+                    [("task", "task", "s"), ("descriptor_mode", "descriptor", "s"), ("lr", "lr", "g"),
+                     ("weight_decay", "weight decay", "g"), ("val_score", "val score", ".4f")]
+                    + metric_columns(result.metrics)
+                    + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
+                       ("peak_mb", "peak MB", ".0f")]))
+        print("\ndescriptor:")
+        print(descriptor_table(result.descriptor_names, result.descriptor))
+        write_json(args.json, report)
+    return status[0]
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune all or the last blocks of the encoder with a linear head (baseline)."""
+    with cli_errors("finetune") as status:
+        from core.downstream.finetune import FinetuneConfig, finetune
+
+        s = setup(args)
+        descriptor = parse_vector(args.descriptor, "--descriptor", s.encoder.space)
+        data = task_data(s, args, merge_val=True)  # no model selection here: train on train+val
+        config = FinetuneConfig(task=data.task, blocks=args.blocks, descriptor=descriptor, epochs=args.epochs,
+                                lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
+                                budget_s=args.budget_s, seed=args.seed)
+        _warm(data.train, data.test, progress=_progress(args))
+        result = finetune(s.encoder, data.train, config, test=data.test, device=args.device,
+                          progress=_progress(args))
+        report = {**_task_report("finetune", args, s, data), **result.to_dict(), **_pipeline(s), "seed": args.seed}
+        report["split_source"] += " (train and val used for training)"
+        print(f"fine-tuning on {args.dataset}: {data.note}; training on train+val")
+        print(table([{**report, **result.metrics}],
+                    [("task", "task", "s"), ("blocks", "blocks", "s"), ("epochs_done", "epochs", "d")]
+                    + metric_columns(result.metrics)
+                    + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
+                       ("peak_mb", "peak MB", ".0f")]))
+        if result.budget_hit:
+            print(f"stopped by the wall-clock budget of {args.budget_s:g} s")
+        write_json(args.json, report)
+    return status[0]
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Invariance of the encoder to each augmentation, per descriptor, over a strength grid."""
+    with cli_errors("measure") as status:
+        import torch
+
+        from aivision.augment.config import VisionAugmentConfig
+        from aivision.measure import (STRENGTH_UNITS, default_strengths, image_prepare, invariance_transforms,
+                                      parse_strengths)
+        from core.analysis.invariance import measure_invariance, summarise_invariance
+        from core.analysis.plots import invariance_plot
+
+        names = [n.strip() for n in args.transforms.split(",") if n.strip()]
+        strengths = parse_strengths(args.strength, default_strengths(names))
+        augment = VisionAugmentConfig.from_yaml(args.augment_config) if args.augment_config else VisionAugmentConfig()
+        transforms = invariance_transforms(names, augment)
+        s = setup(args)
+        descriptors = parse_descriptors(args.descriptors, s.encoder.space)
+        data, note = class_part(s, args, args.split)
+        if len(data) < 2:
+            raise ValueError(f"--dataset {args.dataset}: measuring needs at least 2 images, got {len(data)}")
+        chosen = sorted(torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
+                        [:args.clips].tolist())
+        clean = make_clips(s, args, data).images(chosen).float().div_(255.0)
+        bar = None
+        if _progress(args):
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=sum(len(v) for v in strengths.values()), desc="transforms x strengths")
+
+        def on_device(transform):  # run the transform where the encoder runs; count progress
+            def run(images, strength, generator):
+                out = transform(images.to(args.device), strength, generator).cpu()
+                if bar is not None:
+                    bar.update(1)
+                return out
+            return run
+
+        p = s.input
+        rows = measure_invariance(s.encoder, clean, image_prepare(p.mean, p.std, p.normalize),
+                                  {k: on_device(t) for k, t in transforms.items()}, strengths, descriptors,
+                                  batch_size=args.batch_size, seed=args.seed, device=args.device)
+        if bar is not None:
+            bar.close()
+        summary = summarise_invariance(rows)
+        out_dir = Path(args.out_dir).expanduser()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plot = invariance_plot(rows, out_dir / "invariance.png")
+        bars = invariance_plot(summary, out_dir / "invariance_summary.png")
+        for row in summary:
+            row["unit"] = STRENGTH_UNITS[row["transform"]]
+        print(f"invariance on {args.dataset}: {len(chosen)} images of {note}, {p.image_size} px; "
+              f"mean over each strength grid")
+        print(table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
+                              ("cosine", "cosine", ".4f"), ("mahalanobis", "mahalanobis", ".4f"),
+                              ("num_strengths", "strengths", "d"), ("unit", "strength unit", "s")]))
+        print(f"\nplots: {plot} (against strength), {bars} (means)")
+        write_json(args.json, {"command": "measure", "encoder": args.encoder, "dataset": args.dataset,
+                               "split": args.split, "split_source": note, "clips": len(chosen),
+                               "descriptors": {k: [float(v) for v in d] for k, d in descriptors.items()},
+                               "descriptor_names": list(s.encoder.space.names), "strengths": strengths,
+                               "summary": summary, "rows": rows, "plots": [str(plot), str(bars)],
+                               **_pipeline(s), "seed": args.seed})
+    return status[0]
+
+
+def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``probe``, ``fewshot``, ``measure`` and ``finetune`` on ``sub``."""
+    from aivision.measure import DEFAULT_TRANSFORMS, MEASURE_TRANSFORMS
+
+    p = sub.add_parser("fewshot", help="N-way K-shot episodes with a ridge/logistic/prototype readout")
+    add_common_args(p)
+    p.add_argument("--split", default="all", choices=CLASS_PARTS,
+                   help="classes the episodes come from: all classes the spec opens, or a part of a class split")
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--queries", type=int, default=15, help="queries per class")
+    p.add_argument("--episodes", type=int, default=600)
+    p.add_argument("--readout", default="ridge", choices=["ridge", "logistic", "prototype"])
+    p.add_argument("--ridge-lambda", type=float, default=1.0)
+    p.add_argument("--descriptor", default="fixed:ones",
+                   help="fixed:ones | fixed:v1,...,vK | episode | dataset | corners")
+    p.add_argument("--train-episodes", type=int, default=100, help="training-class episodes (dataset/corners)")
+    p.add_argument("--inner-steps", type=int, default=20, help="descriptor steps (episode/dataset)")
+    p.add_argument("--descriptor-lr", type=float, default=0.05)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=cmd_fewshot)
+
+    p = sub.add_parser("probe", help="linear probe with a learned descriptor on frozen features")
+    add_common_args(p)
+    add_task_args(p)
+    p.add_argument("--descriptor", default="learned", choices=["learned", "fixed", "best_corner", "quantised"])
+    p.add_argument("--fixed", default=None, help="for --descriptor fixed: ones or v1,...,vK (default ones)")
+    p.add_argument("--bits", type=int, default=1, help="for --descriptor quantised")
+    p.add_argument("--lrs", type=floats_arg, default=[1e-3, 1e-2], help="learning rates to choose from on val")
+    p.add_argument("--weight-decays", type=floats_arg, default=[0.0, 1e-4])
+    p.add_argument("--descriptor-lr", type=float, default=None, help="default: the head's learning rate")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--grad", default="backprop", choices=["backprop", "forward", "light"],
+                   help="how the descriptor gradient is computed (forward/light: less memory)")
+    p.add_argument("--micro-batch", type=int, default=32)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("finetune", help="fine-tuning baseline (all or the last k blocks) with its cost")
+    add_common_args(p)
+    add_task_args(p)
+    p.add_argument("--blocks", default="all", help="all | last:<k>")
+    p.add_argument("--descriptor", default="ones", help="fixed descriptor: ones or v1,...,vK")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for training (seconds)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("measure", help="invariance (cosine, Mahalanobis) to each augmentation per descriptor")
+    add_common_args(p)
+    p.add_argument("--split", default="all", choices=CLASS_PARTS,
+                   help="images of all classes the spec opens, or of a part of a class split")
+    p.add_argument("--descriptors", nargs="+", default=["ones"],
+                   help="ones | zeros | active:a+b | LABEL:v1,...,vK | LABEL:result.json (comma-separated "
+                        "or separate), e.g. ones,spatial:1,0 active:appearance")
+    p.add_argument("--transforms", default=",".join(DEFAULT_TRANSFORMS),
+                   help=f"transforms to measure, from {', '.join(MEASURE_TRANSFORMS)}")
+    p.add_argument("--strength", action="append", default=[], metavar="NAME=V1,V2",
+                   help="replace a transform's strength grid (repeatable), e.g. blur=0.5,2")
+    p.add_argument("--clips", type=int, default=64, help="images measured (seeded choice)")
+    p.add_argument("--augment-config", default=None, help="vision augmentation YAML (jitter ranges, blur kernel)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out-dir", default="invariance", help="folder for invariance.png")
+    p.set_defaults(func=cmd_measure)
