@@ -3,8 +3,11 @@
 Sub-commands: ``demo`` (what the descriptor changes in an untrained encoder, on the built-in
 synthetic images), ``encoders``, ``pareto``, ``pretrain --config FILE [--resume] [a.b=v ...]``
 (contrastive pre-training through the engine with the vision modality, ``aivision.modality``;
-several GPUs or nodes with ``torchrun -m aivision.cli pretrain ...``) and ``export
---checkpoint C --out encoder.pt``; they share their options with the ``aiaudio`` commands.
+``--model NAME`` for a baseline of ``aivision.baselines``; several GPUs or nodes with
+``torchrun -m aivision.cli pretrain ...``), ``export --checkpoint C --out encoder.pt``,
+``quickstart`` (``aivision.quickstart``) and the downstream evaluations ``probe``,
+``fewshot``, ``measure`` and ``finetune`` (``aivision.cli_downstream``); they share their
+options with the ``aiaudio`` commands.
 """
 from __future__ import annotations
 
@@ -13,8 +16,10 @@ import sys
 
 import torch
 
+from aivision.cli_downstream import add_downstream_commands
 from aivision.modality import make_vision_modality
 from aivision.space import group_space
+from aivision.synthetic import FACTORS
 from core import build_encoder
 from core.cli import add_encoders_command, add_pareto_command, run_cli
 from core.demo import demo_report
@@ -58,9 +63,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from aivision.quickstart import EvalSettings, run_quickstart
+    from core.config import ConfigError
+
+    settings = EvalSettings(episodes=args.episodes, images=args.images)
+    try:
+        run_quickstart(args.out, args.overrides, settings, tasks=args.tasks, progress=not args.no_progress)
+    except (ConfigError, ValueError) as err:
+        print(f"aivision quickstart: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # a pre-training run stopped early (SIGTERM, stop_at): rerun resumes it
+        print(f"aivision quickstart: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aivision", description="Amortised invariance learning for images.")
     sub = parser.add_subparsers(dest="command")
+    quick = sub.add_parser("quickstart", help="pre-train AI-SimCLR and SimCLR on synthetic images (CPU, minutes) "
+                           "and print few-shot accuracy per task with the descriptor each task chose")
+    quick.add_argument("--out", default="runs/quickstart_vision", help="output directory (a finished model is "
+                       "reused, an interrupted one resumed)")
+    quick.add_argument("--episodes", type=int, default=100, help="few-shot episodes per task and model")
+    quick.add_argument("--images", type=int, default=300, help="fresh evaluation images per task")
+    quick.add_argument("--tasks", nargs="+", default=list(FACTORS), choices=list(FACTORS), help="synthetic tasks")
+    quick.add_argument("--no-progress", action="store_true", help="no progress bars")
+    quick.add_argument("overrides", nargs="*", metavar="a.b=value",
+                       help="pre-training config overrides over aivision/configs/quickstart.yaml, e.g. train.steps=300")
+    quick.set_defaults(func=cmd_quickstart)
     demo = sub.add_parser("demo", help="build an encoder and show what the descriptor changes")
     demo.add_argument("--encoder", default="hyper_resnet50", choices=sorted(DEMO_ENCODERS))
     demo.add_argument("--size", type=int, default=64, help="image side in pixels")
@@ -70,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_encoders_command(sub)
     add_pareto_command(sub, "aivision")
     add_pretrain_commands(sub, make_vision_modality, BASELINES)
+    add_downstream_commands(sub)
     return parser
 
 

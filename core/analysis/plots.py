@@ -4,6 +4,8 @@
 * :func:`pareto_plot`: score against cost (parameters, time, memory), Pareto front drawn.
 * :func:`interpolation_plot`: curves along a path between two descriptors.
 * :func:`invariance_plot`: cosine similarity (and Mahalanobis distance) per transform.
+* :func:`grouped_bars`: one group of bars per row (task), one bar per series (model), with
+  optional error bars (95 % intervals).
 
 Every function validates its rows, creates the parent folder and returns the path written.
 """
@@ -195,3 +197,38 @@ def invariance_plot(summary_rows: Sequence[Mapping], path: str | Path, title: st
 
 
 __all__ = ["interpolation_plot", "invariance_plot", "pareto_front", "pareto_plot", "radar_plot"]
+
+
+def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], path: str | Path,
+                 errors: Mapping[str, Sequence[float]] | None = None, ylabel: str = "",
+                 ylim: tuple[float, float] | None = None, title: str | None = None) -> Path:
+    """Grouped bar chart: ``len(groups)`` groups, one bar per series in each.
+
+    Args:
+        groups: group labels (x axis), e.g. tasks.
+        series: series label -> one value per group (e.g. accuracy per task of a model).
+        path: output ``.png``.
+        errors: optional series label -> one half-width per group (drawn as error bars).
+        ylabel, ylim, title: axis label, y range and figure title.
+    """
+    path = _png_path(path, "grouped_bars")
+    if not groups or not series:
+        raise ValueError("grouped_bars: need at least one group and one series")
+    for label, values in {**series, **(errors or {})}.items():
+        if len(values) != len(groups):
+            raise ValueError(f"grouped_bars: {label!r} has {len(values)} values for {len(groups)} groups")
+        for v in values:
+            _finite(v, f"grouped_bars[{label!r}]")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4))
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, list(values), width, yerr=None if errors is None else errors.get(label), label=label, capsize=2)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
