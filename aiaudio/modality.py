@@ -27,7 +27,7 @@ from aiaudio.frontend import Frontend, FrontendConfig
 from aiaudio.space import AUDIO_AUGMENTATIONS
 from core.config import ConfigError, from_dict
 from core.invariance import InvarianceSpace
-from core.modality import Modality
+from core.modality import Modality, monitor_split
 
 if TYPE_CHECKING:
     from core.engine.config import PretrainConfig
@@ -216,15 +216,11 @@ class AudioModality(Modality):
             labels = torch.as_tensor(dataset.labels, dtype=torch.long)
             if bool((labels < 0).any()):
                 raise ConfigError(f"data.monitor: dataset {cfg.monitor!r} has unlabelled clips")
-            generator = torch.Generator().manual_seed(self.seed)
-            chosen = torch.randperm(len(dataset), generator=generator)[:cfg.monitor_clips].sort().values
+            chosen, train, test = monitor_split(len(dataset), cfg.monitor_clips, cfg.monitor_test_fraction, self.seed)
             crops = RandomCrops(dataset, cfg.seconds, seed=self.seed + 1, skip_bad=cfg.skip_bad)
             items = [crops[int(i)] for i in chosen]
             waves = torch.stack([item["wave"] for item in items])
             y = labels[torch.tensor([item["index"] for item in items])]
-            order = torch.randperm(len(items), generator=generator)
-            n_test = min(len(items) - 1, max(1, round(cfg.monitor_test_fraction * len(items))))
-            test, train = order[:n_test], order[n_test:]
             self._monitor = (waves[train], y[train], waves[test], y[test])
         return self._monitor
 

@@ -27,7 +27,7 @@ from aivision.images import resize_center_crop
 from aivision.space import GROUPS
 from core.config import ConfigError, from_dict
 from core.invariance import InvarianceSpace
-from core.modality import Modality
+from core.modality import Modality, monitor_split
 
 if TYPE_CHECKING:
     from core.engine.config import PretrainConfig
@@ -167,14 +167,10 @@ class VisionModality(Modality):
             labels = torch.as_tensor(dataset.labels, dtype=torch.long)
             if bool((labels < 0).any()):
                 raise ConfigError(f"data.monitor: dataset {cfg.monitor!r} has unlabelled images")
-            generator = torch.Generator().manual_seed(self.seed)
-            chosen = torch.randperm(len(dataset), generator=generator)[:cfg.monitor_images].sort().values
+            chosen, train, test = monitor_split(len(dataset), cfg.monitor_images, cfg.monitor_test_fraction, self.seed)
             fitted = FittedImages(dataset, cfg.load_size, cfg.skip_bad)
             images = torch.stack([fitted.image(int(i))[0] for i in chosen])
             y = labels[chosen]
-            order = torch.randperm(len(chosen), generator=generator)
-            n_test = min(len(chosen) - 1, max(1, round(cfg.monitor_test_fraction * len(chosen))))
-            test, train = order[:n_test], order[n_test:]
             self._monitor = (images[train], y[train], images[test], y[test])
         return self._monitor
 

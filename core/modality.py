@@ -21,6 +21,26 @@ from core.augparams import Params
 from core.invariance import InvarianceSpace
 
 
+def monitor_split(total: int, count: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The seeded choice of monitor items and their train/test split.
+
+    Args:
+        total: items in the labelled monitor dataset.
+        count: items to draw (at most ``total``).
+        test_fraction: share of the drawn items held out as the test side.
+        seed: the run's seed.
+
+    Returns:
+        ``(chosen, train, test)``: ``chosen`` ``(n,)`` sorted dataset indices; ``train`` and
+        ``test`` positions into ``chosen`` (each side keeps at least one item).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(total, generator=generator)[:count].sort().values
+    order = torch.randperm(len(chosen), generator=generator)
+    n_test = min(len(chosen) - 1, max(1, round(test_fraction * len(chosen))))
+    return chosen, order[n_test:], order[:n_test]
+
+
 class Modality(ABC):
     """What the engine needs from a modality.
 

@@ -29,8 +29,7 @@ def caltech_root(tmp_path):
 
 def test_parse_spec_and_registry():
     assert set(READERS) == {"imagenet100", "cifar10", "cifar100", "flowers102", "dtd", "pets", "caltech101",
-                            "cub200", "fc100", "plant_disease", "300w", "lsp", "celeba", "folder"}
-    assert "synthetic" not in READERS  # reserved for the generated images
+                            "cub200", "fc100", "plant_disease", "300w", "lsp", "celeba", "folder", "synthetic"}
     assert parse_spec("dtd:/data/dtd?split=val&partition=3") == ("dtd", "/data/dtd", {"split": "val", "partition": 3})
     assert parse_spec("FOLDER:C:\\img\\x:y") == ("folder", "C:\\img\\x:y", {})
     assert parse_spec("lsp:/d?seed=2&x=0.5&y=true&z=none&w=a,b") == (

@@ -7,8 +7,7 @@ clip with its configured probability. The space's entries are augmentation names
 """
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -16,34 +15,12 @@ from aiaudio.augment.config import AugmentConfig
 from aiaudio.augment.sampling import Params, sample_params
 from aiaudio.space import AUDIO_AUGMENTATIONS, FREQUENCY_GROUP, TIME_GROUP
 from core.invariance import InvarianceSpace
+from core.lazy import LazyRegistry
 
 DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {"frequency": FREQUENCY_GROUP, "time": TIME_GROUP}
 
 
-class _Backends(Mapping):
-    """Name -> augmenter class; modules are imported on first lookup (so this file imports
-    before, and without, the heavier backends)."""
-
-    def __init__(self, paths: dict[str, str]) -> None:
-        self._paths = paths
-
-    def __getitem__(self, name: str) -> type:
-        if name not in self._paths:
-            raise KeyError(f"unknown augmentation backend {name!r}; allowed: {sorted(self._paths)}")
-        module, attr = self._paths[name].split(":")
-        return getattr(importlib.import_module(module), attr)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._paths
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._paths)
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-
-BACKENDS: Mapping[str, type] = _Backends({
+BACKENDS: Mapping[str, type] = LazyRegistry("augmentation backend", {
     "batched": "aiaudio.augment.batched:BatchedAugmenter",
     "audiomentations": "aiaudio.augment.reference:AudiomentationsAugmenter",
 })

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from core.records import RecordDataset
 
 
 class BadAudioError(RuntimeError):
@@ -42,7 +43,7 @@ class AudioRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class AudioDataset(Dataset):
+class AudioDataset(RecordDataset):
     """Clips of one dataset (or a subset of it), decoded on demand.
 
     Args:
@@ -63,18 +64,6 @@ class AudioDataset(Dataset):
         self.cache = cache
         self.root = Path(root) if root is not None else None
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """``(N,)`` int64 label index per clip (-1 when unlabelled)."""
-        return np.array([r.label for r in self.records], dtype=np.int64)
-
     def load(self, index: int) -> np.ndarray:
         """Clip ``index`` as mono float32 ``(T,)`` at ``sample_rate``.
 
@@ -94,36 +83,9 @@ class AudioDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(self.load(index)), self.records[index].label
 
-    def subset(self, indices: Sequence[int]) -> "AudioDataset":
-        """A dataset over ``records[indices]`` sharing class names, rate and cache."""
-        out = self._copy_empty()
-        out.records = [self.records[i] for i in indices]
-        return out
-
-    def with_classes(self, classes: Sequence[str]) -> "AudioDataset":
-        """Clips whose label is in ``classes``, relabelled 0..len(classes)-1 in that order.
-
-        Raises:
-            KeyError: a class name the dataset does not have (names it and the dataset).
-        """
-        index = {c: i for i, c in enumerate(self.class_names)}
-        missing = [c for c in classes if c not in index]
-        if missing:
-            raise KeyError(f"{self.name}: unknown class {missing[0]!r} ({len(missing)} missing)")
-        remap = {index[c]: j for j, c in enumerate(classes)}
-        out = self._copy_empty()
-        out.class_names = list(classes)
-        out.records = [
-            AudioRecord(r.path, remap[r.label], tuple(remap[l] for l in r.labels if l in remap), r.meta)
-            for r in self.records if r.label in remap
-        ]
-        return out
-
-    def _copy_empty(self) -> "AudioDataset":
-        out = object.__new__(type(self))
-        out.__dict__.update(self.__dict__)
-        out.records = []
-        return out
+    def _relabel(self, record: AudioRecord, remap: dict[int, int]) -> AudioRecord:
+        return AudioRecord(record.path, remap[record.label], tuple(remap[l] for l in record.labels if l in remap),
+                           record.meta)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, clips={len(self)}, "

@@ -12,8 +12,7 @@ Views always have the output size: where crop is off the whole image is resized.
 """
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -22,6 +21,7 @@ from aivision.augment.config import VISION_AUGMENTATIONS, VisionAugmentConfig
 from aivision.augment.ops import check_images, crop_flip_resize, normalize, to_unit_float
 from aivision.augment.sampling import Params, sample_params
 from core.invariance import InvarianceSpace
+from core.lazy import LazyRegistry
 
 DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
     "spatial": ("crop", "flip"),
@@ -29,30 +29,7 @@ DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Backends(Mapping):
-    """Name -> augmenter class; modules are imported on first lookup (torchvision only
-    when the reference backend is asked for)."""
-
-    def __init__(self, paths: dict[str, str]) -> None:
-        self._paths = paths
-
-    def __getitem__(self, name: str) -> type:
-        if name not in self._paths:
-            raise KeyError(f"unknown vision augmentation backend {name!r}; allowed: {sorted(self._paths)}")
-        module, attr = self._paths[name].split(":")
-        return getattr(importlib.import_module(module), attr)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._paths
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._paths)
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-
-BACKENDS: Mapping[str, type] = _Backends({
+BACKENDS: Mapping[str, type] = LazyRegistry("vision augmentation backend", {
     "batched": "aivision.augment.batched:BatchedAugmenter",
     "torchvision": "aivision.augment.reference:TorchvisionAugmenter",
 })

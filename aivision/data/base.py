@@ -18,7 +18,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from core.records import RecordDataset
 
 Task = Literal["classification", "regression"]
 
@@ -70,7 +71,7 @@ class ImageRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class ImageDataset(Dataset):
+class ImageDataset(RecordDataset):
     """Images of one dataset (or a subset of it), decoded on demand.
 
     Args:
@@ -96,18 +97,6 @@ class ImageDataset(Dataset):
         if task == "regression" and any(r.target is None for r in self.records):
             raise ValueError(f"{name}: a regression dataset needs a target on every record")
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """``(N,)`` int64 label index per image (-1 when unlabelled)."""
-        return np.array([r.label for r in self.records], dtype=np.int64)
-
     @property
     def targets(self) -> np.ndarray | None:
         """``(N, T)`` float32 regression targets, or None for a classification set."""
@@ -130,34 +119,8 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.load(index), self.records[index].label
 
-    def subset(self, indices: Sequence[int]) -> "ImageDataset":
-        """A dataset over ``records[indices]`` sharing class names and in-memory arrays."""
-        out = self._copy_empty()
-        out.records = [self.records[int(i)] for i in indices]
-        return out
-
-    def with_classes(self, classes: Sequence[str]) -> "ImageDataset":
-        """Images whose label is in ``classes``, relabelled 0..len(classes)-1 in that order.
-
-        Raises:
-            KeyError: a class name the dataset does not have (names it and the dataset).
-        """
-        index = {c: i for i, c in enumerate(self.class_names)}
-        missing = [c for c in classes if c not in index]
-        if missing:
-            raise KeyError(f"{self.name}: unknown class {missing[0]!r} ({len(missing)} missing)")
-        remap = {index[c]: j for j, c in enumerate(classes)}
-        out = self._copy_empty()
-        out.class_names = list(classes)
-        out.records = [ImageRecord(r.path, remap[r.label], r.target, r.meta)
-                       for r in self.records if r.label in remap]
-        return out
-
-    def _copy_empty(self) -> "ImageDataset":
-        out = object.__new__(type(self))
-        out.__dict__.update(self.__dict__)
-        out.records = []
-        return out
+    def _relabel(self, record: ImageRecord, remap: dict[int, int]) -> ImageRecord:
+        return ImageRecord(record.path, remap[record.label], record.target, record.meta)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, images={len(self)}, "
