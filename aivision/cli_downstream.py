@@ -41,8 +41,10 @@ from typing import Any
 
 from aivision.downstream_setup import (CLASS_PARTS, add_common_args, add_task_args, class_part,
                                        cli_errors, make_clips, parse_vector, setup, task_data)
-from core.downstream.cli_common import (descriptor_table, floats_arg, metric_columns, parse_descriptors, table,
-                                        warm_if_fits, write_json)
+from core.downstream.cli_common import (descriptor_table, metric_columns, parse_descriptors, table, warm_if_fits,
+                                        write_json)
+from core.downstream.cli_options import (add_fewshot_options, add_finetune_options, add_measure_options,
+                                         add_probe_options)
 
 # Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
 
@@ -257,61 +259,27 @@ def add_downstream_commands(sub: argparse._SubParsersAction) -> None:
     add_common_args(p)
     p.add_argument("--split", default="all", choices=CLASS_PARTS,
                    help="classes the episodes come from: all classes the spec opens, or a part of a class split")
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
-    p.add_argument("--queries", type=int, default=15, help="queries per class")
-    p.add_argument("--episodes", type=int, default=600)
-    p.add_argument("--readout", default="ridge", choices=["ridge", "logistic", "prototype"])
-    p.add_argument("--ridge-lambda", type=float, default=1.0)
-    p.add_argument("--descriptor", default="fixed:ones",
-                   help="fixed:ones | fixed:v1,...,vK | episode | dataset | corners")
-    p.add_argument("--train-episodes", type=int, default=100, help="training-class episodes (dataset/corners)")
-    p.add_argument("--inner-steps", type=int, default=20, help="descriptor steps (episode/dataset)")
-    p.add_argument("--descriptor-lr", type=float, default=0.05)
-    p.add_argument("--batch-size", type=int, default=256)
+    add_fewshot_options(p)
     p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser("probe", help="linear probe with a learned descriptor on frozen features")
     add_common_args(p)
     add_task_args(p)
-    p.add_argument("--descriptor", default="learned", choices=["learned", "fixed", "best_corner", "quantised"])
-    p.add_argument("--fixed", default=None, help="for --descriptor fixed: ones or v1,...,vK (default ones)")
-    p.add_argument("--bits", type=int, default=1, help="for --descriptor quantised")
-    p.add_argument("--lrs", type=floats_arg, default=[1e-3, 1e-2], help="learning rates to choose from on val")
-    p.add_argument("--weight-decays", type=floats_arg, default=[0.0, 1e-4])
-    p.add_argument("--descriptor-lr", type=float, default=None, help="default: the head's learning rate")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--grad", default="backprop", choices=["backprop", "forward", "light"],
-                   help="how the descriptor gradient is computed (forward/light: less memory)")
-    p.add_argument("--micro-batch", type=int, default=32)
+    add_probe_options(p)
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("finetune", help="fine-tuning baseline (all or the last k blocks) with its cost")
     add_common_args(p)
     add_task_args(p)
-    p.add_argument("--blocks", default="all", help="all | last:<k>")
-    p.add_argument("--descriptor", default="ones", help="fixed descriptor: ones or v1,...,vK")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget for training (seconds)")
+    add_finetune_options(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("measure", help="invariance (cosine, Mahalanobis) to each augmentation per descriptor")
     add_common_args(p)
     p.add_argument("--split", default="all", choices=CLASS_PARTS,
                    help="images of all classes the spec opens, or of a part of a class split")
-    p.add_argument("--descriptors", nargs="+", default=["ones"],
-                   help="ones | zeros | active:a+b | LABEL:v1,...,vK | LABEL:result.json (comma-separated "
-                        "or separate), e.g. ones,spatial:1,0 active:appearance")
+    add_measure_options(p, "ones,spatial:1,0 active:appearance", "blur=0.5,2")
     p.add_argument("--transforms", default=",".join(DEFAULT_TRANSFORMS),
                    help=f"transforms to measure, from {', '.join(MEASURE_TRANSFORMS)}")
-    p.add_argument("--strength", action="append", default=[], metavar="NAME=V1,V2",
-                   help="replace a transform's strength grid (repeatable), e.g. blur=0.5,2")
-    p.add_argument("--clips", type=int, default=64, help="images measured (seeded choice)")
     p.add_argument("--augment-config", default=None, help="vision augmentation YAML (jitter ranges, blur kernel)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--out-dir", default="invariance", help="folder for invariance.png")
     p.set_defaults(func=cmd_measure)
