@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from aiaudio.downstream_setup import (SPLITS, add_common_args, add_task_args, attach_frontend, choose_part,
-                                      cli_errors, clip_split, descriptor_table, make_clips,
+                                      cli_errors, clip_split, make_clips,
                                       parse_descriptors, parse_vector, setup, warm_if_fits, write_json)
 from aiaudio.space import AUDIO_AUGMENTATIONS
+from core.downstream.cli_common import table
 from core.downstream.cli_options import (add_fewshot_options, add_finetune_options, add_measure_options,
                                          add_probe_options)
+from core.downstream.cli_reports import (fewshot_config, finetune_config, probe_config, report_fewshot,
+                                         report_finetune, report_probe)
 
 # Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
 
@@ -32,26 +35,12 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.no_progress
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    from core.demo import format_table
-
-    return format_table(rows, columns)
-
-
-def _metric_columns(metrics: dict[str, float]) -> list[tuple[str, str, str]]:
-    return [(k, k.replace("_", " "), ".4f") for k in metrics]
-
-
 def cmd_fewshot(args: argparse.Namespace) -> int:
     """N-way K-shot episodes on the classes of ``--split``."""
     with cli_errors("fewshot") as status:
-        from core.downstream.fewshot import FewShotConfig, parse_descriptor, run_fewshot
+        from core.downstream.fewshot import parse_descriptor, run_fewshot
 
-        config = FewShotConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
-                               seed=args.seed, readout=args.readout, ridge_lambda=args.ridge_lambda,
-                               descriptor=args.descriptor, train_episodes=args.train_episodes,
-                               inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr,
-                               batch_size=args.batch_size)
+        config = fewshot_config(args)
         s = setup(args)
         parse_descriptor(config.descriptor, s.encoder.space)  # fail before any audio is decoded
         test_data = choose_part(s, args.split, args.dataset)
@@ -69,24 +58,10 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
             train = make_clips(s, args, train_data) if train_data is not test_data else test
         warm_if_fits(test, _progress(args), "log-mels")
         result = run_fewshot(s.encoder, test, config, train=train, device=args.device, progress=_progress(args))
-        report: dict[str, Any] = {
-            "command": "fewshot", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
-            "split_source": s.split_note, "classes": test_data.num_classes, "clips": len(test_data),
-            "ways": config.ways, "shots": config.shots, "queries": config.queries, "episodes": result.episodes,
-            "readout": config.readout, "descriptor_mode": result.descriptor_mode,
-            "descriptor_spec": config.descriptor, "accuracy": result.accuracy, "ci95": result.ci95,
-            "descriptor": result.descriptor, "descriptor_names": result.descriptor_names,
-            "seed": args.seed, "wall_s": result.wall_s,
-        }
-        print(f"few-shot on {args.dataset}: split {args.split} ({s.split_note}), {report['classes']} classes, "
-              f"{report['clips']} clips, {args.seconds:g} s pieces")
-        print(_table([report], [("ways", "ways", "d"), ("shots", "shots", "d"), ("queries", "queries", "d"),
-                                ("episodes", "episodes", "d"), ("readout", "readout", "s"),
-                                ("descriptor_mode", "descriptor", "s"), ("accuracy", "accuracy", ".4f"),
-                                ("ci95", "ci95", ".4f"), ("wall_s", "wall s", ".1f")]))
-        print("\ndescriptor used" + (" (mean over episodes)" if result.descriptor_mode == "episode" else "") + ":")
-        print(descriptor_table(result.descriptor_names, result.descriptor))
-        write_json(args.json, report)
+        data = {"split": args.split, "split_source": s.split_note, "classes": test_data.num_classes,
+                "clips": len(test_data)}
+        report_fewshot(args, config, result, data, f"few-shot on {args.dataset}: split {args.split} "
+                       f"({s.split_note}), {data['classes']} classes, {data['clips']} clips, {args.seconds:g} s pieces")
     return status[0]
 
 
@@ -98,13 +73,10 @@ def _task_clips(args: argparse.Namespace, s: Any, data: Any) -> Any:
 def cmd_probe(args: argparse.Namespace) -> int:
     """Linear probe (with a learned, fixed, best-corner or quantised descriptor) on frozen features."""
     with cli_errors("probe") as status:
-        from core.downstream.probe import ProbeConfig, fit_probe
+        from core.downstream.probe import fit_probe
 
         fixed = parse_vector(args.fixed, "--fixed") if args.fixed is not None else None
-        config = ProbeConfig(task=args.task, descriptor=args.descriptor, fixed=fixed, bits=args.bits,
-                             lrs=args.lrs, weight_decays=args.weight_decays, descriptor_lr=args.descriptor_lr,
-                             epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
-                             seed=args.seed, grad=args.grad, micro_batch=args.micro_batch)
+        config = probe_config(args, args.task, fixed)
         s = setup(args)
         data, train_idx, val_idx, test_idx, note = clip_split(args, s)
         attach_frontend(s, args, data.subset(train_idx))
@@ -114,35 +86,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
         val = clips.subset(val_idx) if val_idx else None
         _, result = fit_probe(s.encoder, train, config, val=val, device=args.device, progress=_progress(args),
                               test=test)
-        metrics = result.metrics
-        report = {"command": "probe", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
-                  "split_source": note, "task": args.task, "descriptor_mode": args.descriptor,
-                  "train_clips": len(train_idx), "val_clips": len(val_idx), "test_clips": len(test_idx),
-                  **result.to_dict(), "seed": args.seed}
+        fields = {"split": args.split, "split_source": note, "task": args.task, "train_clips": len(train_idx),
+                  "val_clips": len(val_idx), "test_clips": len(test_idx)}
         if args.task == "regression":
-            report["targets"] = args.target.split(",")
-        print(f"probe on {args.dataset}: {note}")
-        row = {**report, **metrics}
-        print(_table([row], [("task", "task", "s"), ("descriptor_mode", "descriptor", "s"), ("lr", "lr", "g"),
-                             ("weight_decay", "weight decay", "g"), ("val_score", "val score", ".4f")]
-                     + _metric_columns(metrics)
-                     + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
-                        ("peak_mb", "peak MB", ".0f")]))
-        print("\ndescriptor:")
-        print(descriptor_table(result.descriptor_names, result.descriptor))
-        write_json(args.json, report)
+            fields["targets"] = args.target.split(",")
+        report_probe(args, result, fields, f"probe on {args.dataset}: {note}")
     return status[0]
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune all or the last blocks of the encoder with a linear head (baseline)."""
     with cli_errors("finetune") as status:
-        from core.downstream.finetune import FinetuneConfig, finetune
+        from core.downstream.finetune import finetune
 
-        descriptor = parse_vector(args.descriptor, "--descriptor")
-        config = FinetuneConfig(task=args.task, blocks=args.blocks, descriptor=descriptor, epochs=args.epochs,
-                                lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                                budget_s=args.budget_s, seed=args.seed)
+        config = finetune_config(args, args.task, parse_vector(args.descriptor, "--descriptor"))
         s = setup(args)
         data, train_idx, val_idx, test_idx, note = clip_split(args, s)
         train_idx = sorted(train_idx + val_idx)  # no model selection here: train on train+val
@@ -151,19 +108,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         warm_if_fits(clips, _progress(args), "log-mels")
         result = finetune(s.encoder, clips.subset(train_idx), config, test=clips.subset(test_idx),
                           device=args.device, progress=_progress(args))
-        out = result.to_dict()
-        report = {"command": "finetune", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
-                  "split_source": note + " (train and val used for training)", "task": args.task,
-                  "train_clips": len(train_idx), "test_clips": len(test_idx), **out, "seed": args.seed}
-        print(f"fine-tuning on {args.dataset}: {note}; training on train+val")
-        print(_table([{**report, **result.metrics}],
-                     [("task", "task", "s"), ("blocks", "blocks", "s"), ("epochs_done", "epochs", "d")]
-                     + _metric_columns(result.metrics)
-                     + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
-                        ("peak_mb", "peak MB", ".0f")]))
-        if result.budget_hit:
-            print(f"stopped by the wall-clock budget of {args.budget_s:g} s")
-        write_json(args.json, report)
+        fields = {"split": args.split, "split_source": note + " (train and val used for training)",
+                  "task": args.task, "train_clips": len(train_idx), "test_clips": len(test_idx)}
+        report_finetune(args, result, fields, f"fine-tuning on {args.dataset}: {note}; training on train+val")
     return status[0]
 
 
@@ -221,7 +168,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             row["unit"] = STRENGTH_UNITS[row["transform"]]
         print(f"invariance on {args.dataset}: {len(chosen)} clips of {'all classes' if args.split == 'all' else f'the {args.split} classes'} ({s.split_note}), "
               f"first {args.seconds:g} s piece of each; mean over each strength grid")
-        print(_table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
+        print(table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
                                ("cosine", "cosine", ".4f"), ("mahalanobis", "mahalanobis", ".4f"),
                                ("num_strengths", "strengths", "d"), ("unit", "strength unit", "s")]))
         print(f"\nplots: {plot} (against strength), {bars} (means)")

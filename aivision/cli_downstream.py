@@ -41,10 +41,11 @@ from typing import Any
 
 from aivision.downstream_setup import (CLASS_PARTS, add_common_args, add_task_args, class_part,
                                        cli_errors, make_clips, parse_vector, setup, task_data)
-from core.downstream.cli_common import (descriptor_table, metric_columns, parse_descriptors, table, warm_if_fits,
-                                        write_json)
+from core.downstream.cli_common import parse_descriptors, table, warm_if_fits, write_json
 from core.downstream.cli_options import (add_fewshot_options, add_finetune_options, add_measure_options,
                                          add_probe_options)
+from core.downstream.cli_reports import (fewshot_config, finetune_config, probe_config, report_fewshot,
+                                         report_finetune, report_probe)
 
 # Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
 
@@ -72,13 +73,9 @@ def _pipeline(s: Any) -> dict[str, Any]:
 def cmd_fewshot(args: argparse.Namespace) -> int:
     """N-way K-shot episodes on the classes of ``--split``."""
     with cli_errors("fewshot") as status:
-        from core.downstream.fewshot import FewShotConfig, parse_descriptor, run_fewshot
+        from core.downstream.fewshot import parse_descriptor, run_fewshot
 
-        config = FewShotConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
-                               seed=args.seed, readout=args.readout, ridge_lambda=args.ridge_lambda,
-                               descriptor=args.descriptor, train_episodes=args.train_episodes,
-                               inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr,
-                               batch_size=args.batch_size)
+        config = fewshot_config(args)
         s = setup(args)
         parse_descriptor(config.descriptor, s.encoder.space)  # fail before any image is decoded
         if s.dataset.task != "classification":
@@ -98,91 +95,53 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
                 train = make_clips(s, args, class_part(s, args, "train")[0])
         _warm(test, progress=_progress(args))
         result = run_fewshot(s.encoder, test, config, train=train, device=args.device, progress=_progress(args))
-        report: dict[str, Any] = {
-            "command": "fewshot", "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
-            "split_source": note, "classes": test_data.num_classes, "clips": len(test_data),
-            "ways": config.ways, "shots": config.shots, "queries": config.queries, "episodes": result.episodes,
-            "readout": config.readout, "descriptor_mode": result.descriptor_mode,
-            "descriptor_spec": config.descriptor, "accuracy": result.accuracy, "ci95": result.ci95,
-            "descriptor": result.descriptor, "descriptor_names": result.descriptor_names,
-            **_pipeline(s), "seed": args.seed, "wall_s": result.wall_s,
-        }
-        print(f"few-shot on {args.dataset}: split {args.split} ({note}), {report['classes']} classes, "
-              f"{report['clips']} images at {s.input.image_size} px")
-        print(table([report], [("ways", "ways", "d"), ("shots", "shots", "d"), ("queries", "queries", "d"),
-                               ("episodes", "episodes", "d"), ("readout", "readout", "s"),
-                               ("descriptor_mode", "descriptor", "s"), ("accuracy", "accuracy", ".4f"),
-                               ("ci95", "ci95", ".4f"), ("wall_s", "wall s", ".1f")]))
-        print("\ndescriptor used" + (" (mean over episodes)" if result.descriptor_mode == "episode" else "") + ":")
-        print(descriptor_table(result.descriptor_names, result.descriptor))
-        write_json(args.json, report)
+        data = {"split": args.split, "split_source": note, "classes": test_data.num_classes,
+                "clips": len(test_data), **_pipeline(s)}
+        report_fewshot(args, config, result, data, f"few-shot on {args.dataset}: split {args.split} ({note}), "
+                       f"{data['classes']} classes, {data['clips']} images at {s.input.image_size} px")
     return status[0]
 
 
-def _task_report(command: str, args: argparse.Namespace, s: Any, data: Any) -> dict[str, Any]:
-    report = {"command": command, "encoder": args.encoder, "dataset": args.dataset, "split": args.split,
-              "split_source": data.note, "task": data.task, "train_clips": len(data.train),
+def _task_fields(args: argparse.Namespace, s: Any, data: Any) -> dict[str, Any]:
+    fields = {"split": args.split, "split_source": data.note, "task": data.task, "train_clips": len(data.train),
               "val_clips": len(data.val) if data.val is not None else 0, "test_clips": len(data.test)}
     if data.target_names is not None:
-        report["targets"] = data.target_names
-    return report
+        fields["targets"] = data.target_names
+    return {**fields, **_pipeline(s)}
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Linear probe (with a learned, fixed, best-corner or quantised descriptor) on frozen features."""
     with cli_errors("probe") as status:
-        from core.downstream.probe import ProbeConfig, fit_probe
+        from core.downstream.probe import fit_probe
 
         s = setup(args)
         fixed = parse_vector(args.fixed, "--fixed", s.encoder.space) if args.fixed is not None else None
         data = task_data(s, args)
-        config = ProbeConfig(task=data.task, descriptor=args.descriptor, fixed=fixed, bits=args.bits,
-                             lrs=args.lrs, weight_decays=args.weight_decays, descriptor_lr=args.descriptor_lr,
-                             epochs=args.epochs, batch_size=args.batch_size, val_fraction=args.val_fraction,
-                             seed=args.seed, grad=args.grad, micro_batch=args.micro_batch)
+        config = probe_config(args, data.task, fixed)
         _warm(data.train, data.val, data.test, progress=_progress(args))
         _, result = fit_probe(s.encoder, data.train, config, val=data.val, device=args.device,
                               progress=_progress(args), test=data.test)
-        report = {**_task_report("probe", args, s, data), "descriptor_mode": args.descriptor,
-                  **result.to_dict(), **_pipeline(s), "seed": args.seed}
-        print(f"probe on {args.dataset}: {data.note}; {s.input.image_size} px images")
-        print(table([{**report, **result.metrics}],
-                    [("task", "task", "s"), ("descriptor_mode", "descriptor", "s"), ("lr", "lr", "g"),
-                     ("weight_decay", "weight decay", "g"), ("val_score", "val score", ".4f")]
-                    + metric_columns(result.metrics)
-                    + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
-                       ("peak_mb", "peak MB", ".0f")]))
-        print("\ndescriptor:")
-        print(descriptor_table(result.descriptor_names, result.descriptor))
-        write_json(args.json, report)
+        report_probe(args, result, _task_fields(args, s, data),
+                     f"probe on {args.dataset}: {data.note}; {s.input.image_size} px images")
     return status[0]
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune all or the last blocks of the encoder with a linear head (baseline)."""
     with cli_errors("finetune") as status:
-        from core.downstream.finetune import FinetuneConfig, finetune
+        from core.downstream.finetune import finetune
 
         s = setup(args)
         descriptor = parse_vector(args.descriptor, "--descriptor", s.encoder.space)
         data = task_data(s, args, merge_val=True)  # no model selection here: train on train+val
-        config = FinetuneConfig(task=data.task, blocks=args.blocks, descriptor=descriptor, epochs=args.epochs,
-                                lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size,
-                                budget_s=args.budget_s, seed=args.seed)
+        config = finetune_config(args, data.task, descriptor)
         _warm(data.train, data.test, progress=_progress(args))
         result = finetune(s.encoder, data.train, config, test=data.test, device=args.device,
                           progress=_progress(args))
-        report = {**_task_report("finetune", args, s, data), **result.to_dict(), **_pipeline(s), "seed": args.seed}
-        report["split_source"] += " (train and val used for training)"
-        print(f"fine-tuning on {args.dataset}: {data.note}; training on train+val")
-        print(table([{**report, **result.metrics}],
-                    [("task", "task", "s"), ("blocks", "blocks", "s"), ("epochs_done", "epochs", "d")]
-                    + metric_columns(result.metrics)
-                    + [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"),
-                       ("peak_mb", "peak MB", ".0f")]))
-        if result.budget_hit:
-            print(f"stopped by the wall-clock budget of {args.budget_s:g} s")
-        write_json(args.json, report)
+        fields = _task_fields(args, s, data)
+        fields["split_source"] += " (train and val used for training)"
+        report_finetune(args, result, fields, f"fine-tuning on {args.dataset}: {data.note}; training on train+val")
     return status[0]
 
 
