@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 from typing import Any
 
 from aiaudio.downstream_setup import (SPLITS, add_common_args, add_task_args, attach_frontend, choose_part,
                                       cli_errors, clip_split, make_clips,
-                                      parse_descriptors, parse_vector, setup, warm_if_fits, write_json)
+                                      parse_descriptors, parse_vector, setup, warm_if_fits)
 from aiaudio.space import AUDIO_AUGMENTATIONS
-from core.downstream.cli_common import table
 from core.downstream.cli_options import (add_fewshot_options, add_finetune_options, add_measure_options,
                                          add_probe_options)
-from core.downstream.cli_reports import (fewshot_config, finetune_config, probe_config, report_fewshot,
-                                         report_finetune, report_probe)
+from core.downstream.cli_reports import (fewshot_config, finetune_config, measured_inputs, probe_config,
+                                         report_fewshot, report_finetune, report_probe, run_measure)
 
 # Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
 
@@ -123,8 +121,6 @@ def cmd_measure(args: argparse.Namespace) -> int:
         from aiaudio.data.crops import Pieces
         from aiaudio.measure import (STRENGTH_UNITS, default_strengths, frontend_prepare, invariance_transforms,
                                      parse_strengths)
-        from core.analysis.invariance import measure_invariance, summarise_invariance
-        from core.analysis.plots import invariance_plot
 
         names = [n.strip() for n in args.transforms.split(",") if n.strip()]
         strengths = parse_strengths(args.strength, default_strengths(names))
@@ -134,50 +130,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
         descriptors = parse_descriptors(args.descriptors, s.encoder.space)
         data = choose_part(s, args.split, args.dataset)
         attach_frontend(s, args, s.parts["train"] if args.split != "all" else data)
-        if len(data) < 2:
-            raise ValueError(f"--dataset {args.dataset}: measuring needs at least 2 clips, got {len(data)}")
-        chosen = sorted(torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
-                        [:args.clips].tolist())
+        chosen = measured_inputs(len(data), args.clips, args.seed, "clips", args.dataset)
         cutter = Pieces(data, seconds=args.seconds)
         clean = torch.stack([cutter.cut(torch.from_numpy(data.load(i)))[0] for i in chosen])
-        bar = None
-        if _progress(args):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sum(len(v) for v in strengths.values()), desc="transforms x strengths")
-
-        def on_device(transform):  # run the augmentation where the encoder runs; count progress
-            def run(wave, strength, generator):
-                out = transform(wave.to(args.device), strength, generator).cpu()
-                if bar is not None:
-                    bar.update(1)
-                return out
-            return run
-
-        rows = measure_invariance(s.encoder, clean, frontend_prepare(s.frontend, args.batch_size),
-                                  {k: on_device(t) for k, t in transforms.items()}, strengths, descriptors,
-                                  batch_size=args.batch_size, seed=args.seed, device=args.device)
-        if bar is not None:
-            bar.close()
-        summary = summarise_invariance(rows)
-        out_dir = Path(args.out_dir).expanduser()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        plot = invariance_plot(rows, out_dir / "invariance.png")
-        bars = invariance_plot(summary, out_dir / "invariance_summary.png")
-        for row in summary:
-            row["unit"] = STRENGTH_UNITS[row["transform"]]
-        print(f"invariance on {args.dataset}: {len(chosen)} clips of {'all classes' if args.split == 'all' else f'the {args.split} classes'} ({s.split_note}), "
-              f"first {args.seconds:g} s piece of each; mean over each strength grid")
-        print(table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
-                               ("cosine", "cosine", ".4f"), ("mahalanobis", "mahalanobis", ".4f"),
-                               ("num_strengths", "strengths", "d"), ("unit", "strength unit", "s")]))
-        print(f"\nplots: {plot} (against strength), {bars} (means)")
-        write_json(args.json, {"command": "measure", "encoder": args.encoder, "dataset": args.dataset,
-                               "split": args.split, "clips": len(chosen),
-                               "descriptors": {k: [float(v) for v in d] for k, d in descriptors.items()},
-                               "descriptor_names": list(s.encoder.space.names), "strengths": strengths,
-                               "summary": summary, "rows": rows, "plots": [str(plot), str(bars)],
-                               "seed": args.seed})
+        classes = "all classes" if args.split == "all" else f"the {args.split} classes"
+        run_measure(args, s.encoder, clean, frontend_prepare(s.frontend, args.batch_size), transforms, strengths,
+                    descriptors, STRENGTH_UNITS, {"split": args.split, "clips": len(chosen)},
+                    f"invariance on {args.dataset}: {len(chosen)} clips of {classes} ({s.split_note}), "
+                    f"first {args.seconds:g} s piece of each; mean over each strength grid")
     return status[0]
 
 

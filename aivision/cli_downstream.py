@@ -36,16 +36,15 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from pathlib import Path
 from typing import Any
 
 from aivision.downstream_setup import (CLASS_PARTS, add_common_args, add_task_args, class_part,
                                        cli_errors, make_clips, parse_vector, setup, task_data)
-from core.downstream.cli_common import parse_descriptors, table, warm_if_fits, write_json
+from core.downstream.cli_common import parse_descriptors, warm_if_fits
 from core.downstream.cli_options import (add_fewshot_options, add_finetune_options, add_measure_options,
                                          add_probe_options)
-from core.downstream.cli_reports import (fewshot_config, finetune_config, probe_config, report_fewshot,
-                                         report_finetune, report_probe)
+from core.downstream.cli_reports import (fewshot_config, finetune_config, measured_inputs, probe_config,
+                                         report_fewshot, report_finetune, report_probe, run_measure)
 
 # Heavy imports (core.downstream, core.analysis, matplotlib) happen inside the commands.
 
@@ -148,13 +147,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_measure(args: argparse.Namespace) -> int:
     """Invariance of the encoder to each augmentation, per descriptor, over a strength grid."""
     with cli_errors("measure") as status:
-        import torch
-
         from aivision.augment.config import VisionAugmentConfig
         from aivision.measure import (STRENGTH_UNITS, default_strengths, image_prepare, invariance_transforms,
                                       parse_strengths)
-        from core.analysis.invariance import measure_invariance, summarise_invariance
-        from core.analysis.plots import invariance_plot
 
         names = [n.strip() for n in args.transforms.split(",") if n.strip()]
         strengths = parse_strengths(args.strength, default_strengths(names))
@@ -163,50 +158,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
         s = setup(args)
         descriptors = parse_descriptors(args.descriptors, s.encoder.space)
         data, note = class_part(s, args, args.split)
-        if len(data) < 2:
-            raise ValueError(f"--dataset {args.dataset}: measuring needs at least 2 images, got {len(data)}")
-        chosen = sorted(torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))
-                        [:args.clips].tolist())
+        chosen = measured_inputs(len(data), args.clips, args.seed, "images", args.dataset)
         clean = make_clips(s, args, data).images(chosen).float().div_(255.0)
-        bar = None
-        if _progress(args):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=sum(len(v) for v in strengths.values()), desc="transforms x strengths")
-
-        def on_device(transform):  # run the transform where the encoder runs; count progress
-            def run(images, strength, generator):
-                out = transform(images.to(args.device), strength, generator).cpu()
-                if bar is not None:
-                    bar.update(1)
-                return out
-            return run
-
         p = s.input
-        rows = measure_invariance(s.encoder, clean, image_prepare(p.mean, p.std, p.normalize),
-                                  {k: on_device(t) for k, t in transforms.items()}, strengths, descriptors,
-                                  batch_size=args.batch_size, seed=args.seed, device=args.device)
-        if bar is not None:
-            bar.close()
-        summary = summarise_invariance(rows)
-        out_dir = Path(args.out_dir).expanduser()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        plot = invariance_plot(rows, out_dir / "invariance.png")
-        bars = invariance_plot(summary, out_dir / "invariance_summary.png")
-        for row in summary:
-            row["unit"] = STRENGTH_UNITS[row["transform"]]
-        print(f"invariance on {args.dataset}: {len(chosen)} images of {note}, {p.image_size} px; "
-              f"mean over each strength grid")
-        print(table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
-                              ("cosine", "cosine", ".4f"), ("mahalanobis", "mahalanobis", ".4f"),
-                              ("num_strengths", "strengths", "d"), ("unit", "strength unit", "s")]))
-        print(f"\nplots: {plot} (against strength), {bars} (means)")
-        write_json(args.json, {"command": "measure", "encoder": args.encoder, "dataset": args.dataset,
-                               "split": args.split, "split_source": note, "clips": len(chosen),
-                               "descriptors": {k: [float(v) for v in d] for k, d in descriptors.items()},
-                               "descriptor_names": list(s.encoder.space.names), "strengths": strengths,
-                               "summary": summary, "rows": rows, "plots": [str(plot), str(bars)],
-                               **_pipeline(s), "seed": args.seed})
+        run_measure(args, s.encoder, clean, image_prepare(p.mean, p.std, p.normalize), transforms, strengths,
+                    descriptors, STRENGTH_UNITS, {"split": args.split, "split_source": note, "clips": len(chosen),
+                                                  **_pipeline(s)},
+                    f"invariance on {args.dataset}: {len(chosen)} images of {note}, {p.image_size} px; "
+                    f"mean over each strength grid")
     return status[0]
 
 

@@ -3,6 +3,7 @@ commands, shared by ``aiaudio`` and ``aivision`` (each adds its own data fields)
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from core.downstream.cli_common import descriptor_table, metric_columns, table, write_json
@@ -92,5 +93,71 @@ def report_finetune(args: argparse.Namespace, result: Any, data: dict[str, Any],
                 + metric_columns(result.metrics) + COST_COLUMNS))
     if result.budget_hit:
         print(f"stopped by the wall-clock budget of {args.budget_s:g} s")
+    write_json(args.json, report)
+    return report
+
+
+def measured_inputs(count: int, wanted: int, seed: int, what: str, dataset: str) -> list[int]:
+    """The seeded, sorted choice of ``wanted`` of ``count`` inputs for ``measure``.
+
+    Raises:
+        ValueError: fewer than 2 inputs (names the dataset).
+    """
+    import torch
+
+    if count < 2:
+        raise ValueError(f"--dataset {dataset}: measuring needs at least 2 {what}, got {count}")
+    return sorted(torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:wanted].tolist())
+
+
+def run_measure(args: argparse.Namespace, encoder: Any, clean: Any, prepare: Any, transforms: dict[str, Any],
+                strengths: dict[str, list[float]], descriptors: dict[str, Any], units: dict[str, str],
+                data: dict[str, Any], header: str) -> dict:
+    """Measure invariance (``core.analysis.invariance``), plot it, print the summary and write ``--json``.
+
+    Args:
+        clean: the clean inputs ``(N, ...)`` on the CPU; transforms run on ``--device``.
+        prepare: the modality's inputs -> encoder inputs function.
+        transforms: name -> ``fn(inputs, strength, generator)``.
+        units: transform name -> unit of its strengths (shown in the table).
+        data: the modality's fields for the report; ``header`` is printed first.
+    """
+    from core.analysis.invariance import measure_invariance, summarise_invariance
+    from core.analysis.plots import invariance_plot
+
+    bar = None
+    if not args.no_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(v) for v in strengths.values()), desc="transforms x strengths")
+
+    def on_device(transform: Any) -> Any:  # run the transform where the encoder runs; count progress
+        def run(inputs: Any, strength: float, generator: Any) -> Any:
+            out = transform(inputs.to(args.device), strength, generator).cpu()
+            if bar is not None:
+                bar.update(1)
+            return out
+        return run
+
+    rows = measure_invariance(encoder, clean, prepare, {k: on_device(t) for k, t in transforms.items()}, strengths,
+                              descriptors, batch_size=args.batch_size, seed=args.seed, device=args.device)
+    if bar is not None:
+        bar.close()
+    summary = summarise_invariance(rows)
+    out_dir = Path(args.out_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot = invariance_plot(rows, out_dir / "invariance.png")
+    bars = invariance_plot(summary, out_dir / "invariance_summary.png")
+    for row in summary:
+        row["unit"] = units[row["transform"]]
+    print(header)
+    print(table(summary, [("descriptor", "descriptor", "s"), ("transform", "transform", "s"),
+                          ("cosine", "cosine", ".4f"), ("mahalanobis", "mahalanobis", ".4f"),
+                          ("num_strengths", "strengths", "d"), ("unit", "strength unit", "s")]))
+    print(f"\nplots: {plot} (against strength), {bars} (means)")
+    report = {"command": "measure", "encoder": args.encoder, "dataset": args.dataset, **data,
+              "descriptors": {k: [float(v) for v in d] for k, d in descriptors.items()},
+              "descriptor_names": list(encoder.space.names), "strengths": strengths, "summary": summary,
+              "rows": rows, "plots": [str(plot), str(bars)], "seed": args.seed}
     write_json(args.json, report)
     return report
