@@ -38,8 +38,9 @@ import argparse
 import warnings
 from typing import Any
 
-from aivision.downstream_setup import (CLASS_PARTS, add_common_args, add_task_args, class_part,
-                                       cli_errors, make_clips, parse_vector, setup, task_data)
+from aivision.downstream_setup import (CLASS_PARTS, add_common_args, add_task_args, cli_errors, make_clips,
+                                       parse_vector, setup)
+from aivision.downstream_splits import class_part, task_data
 from core.downstream.cli_common import parse_descriptors, warm_if_fits
 from core.downstream.cli_options import (add_fewshot_options, add_finetune_options, add_measure_options,
                                          add_probe_options)
