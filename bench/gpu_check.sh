@@ -7,7 +7,9 @@
 # (bench/pretrain_step.py), the hypernetwork overhead (bench/encoder_overhead.py), a short
 # engine run on the GPU (bf16 autocast, channels-last, k-NN monitor, a stop and --resume),
 # few-shot evaluation of its encoder on the GPU, and the probe's memory on the GPU
-# (bench/downstream_memory.py). Everything prints into $OUT/gpu_check.log; the run's
+# (bench/downstream_memory.py), the vision augmentation on CUDA against torchvision per image
+# (bench/vision_augment_throughput.py) and short vision runs (AI-MoCo-v2 with a Hyper-ResNet50,
+# LooC and AugSelf baselines) under bf16. Everything prints into $OUT/gpu_check.log; the run's
 # metrics.csv and loss.png and the few-shot JSON land next to it.
 # Env: OUT (default runs/gpu_check), DEVICE (default cuda), QUICK=1 (tiny sizes: a CPU dry run
 # of the script itself), PYTHON (default python3 on the GPU image, else .venv/bin/python).
@@ -71,6 +73,19 @@ step fewshot "$PYTHON" -m aiaudio.cli fewshot --encoder "$run_dir/encoder.pt" --
     --ways 4 --shots 5 --queries 5 --episodes "$episodes" --descriptor episode --json "$OUT/fewshot.json"
 step downstream_memory "$PYTHON" bench/downstream_memory.py --device "$DEVICE" --modes fixed,backprop,light \
     --reps "$((QUICK == 1 ? 1 : 3))" --steps "$((QUICK == 1 ? 2 : 10))"
+
+step vision_augment_throughput "$PYTHON" bench/vision_augment_throughput.py --device "$DEVICE" \
+    --batch "$((QUICK == 1 ? 4 : 128))" --input-size "$((QUICK == 1 ? 40 : 256))" --size "$((QUICK == 1 ? 32 : 224))" \
+    --reps "$((QUICK == 1 ? 1 : 3))"
+vision=(--no-progress "train.steps=$((QUICK == 1 ? 2 : 50))" "train.batch_size=$((QUICK == 1 ? 4 : 128))"
+        "train.num_workers=$((QUICK == 1 ? 0 : 4))" "train.bf16=true" "train.channels_last=true"
+        "encoder.kwargs.width=$((QUICK == 1 ? 4 : 64))" "method.queue_size=$((QUICK == 1 ? 16 : 4096))"
+        "data.dataset=synthetic?n_images=$((QUICK == 1 ? 16 : 2048))&size=$((QUICK == 1 ? 32 : 128))"
+        "data.load_size=$((QUICK == 1 ? 32 : 128))" "data.augment.size=$((QUICK == 1 ? 24 : 112))")
+for model in ai_moco looc augself; do
+    rm -rf "$run_dir.$model"
+    step "vision_$model" "$PYTHON" -m aivision.cli pretrain --model "$model" "${vision[@]}" "run_dir=$run_dir.$model"
+done
 
 echo "=== $failures step(s) failed" | tee -a "$log"
 exit $((failures > 0))

@@ -18,7 +18,8 @@ def test_gpu_check_script_runs_every_step_on_the_cpu(tmp_path):
     assert proc.returncode == 0, log[-3000:]
     assert "=== 0 step(s) failed" in log
     for name in ("augment_throughput", "pretrain_step", "encoder_overhead", "pretrain_until_stop", "pretrain_resume",
-                 "fewshot", "downstream_memory"):
+                 "fewshot", "downstream_memory", "vision_augment_throughput", "vision_ai_moco", "vision_looc",
+                 "vision_augself"):
         assert f"=== {name}: exit 0" in log, name
     assert "stopped at step 2" in log and "pre-trained 4 steps" in log
     report = json.loads((tmp_path / "out" / "fewshot.json").read_text())
