@@ -9,7 +9,8 @@ pre-training through the engine with the audio modality, ``aiaudio.modality``; s
 GPUs or nodes with ``torchrun -m aiaudio.cli pretrain ...``) and ``export --checkpoint C
 --out encoder.pt`` (the encoder of a training checkpoint, loadable by
 ``core.load_encoder``), and the downstream evaluations ``probe``, ``fewshot``, ``measure``
-and ``finetune`` (``aiaudio.cli_downstream``).
+and ``finetune`` (``aiaudio.cli_downstream``), and ``compare`` (pre-train AI-SimCLR and the
+baselines with one budget and compare them on every task, ``aiaudio.compare``).
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import sys
 
 import torch
 
+from aiaudio.baselines import BASELINES
 from aiaudio.cli_data import add_data_commands
 from aiaudio.cli_downstream import add_downstream_commands
+from aiaudio.compare_cli import add_compare_command
 from aiaudio.data.synthetic import FACTORS
 from aiaudio.modality import make_audio_modality
 from aiaudio.space import FREQUENCY_GROUP, TIME_GROUP, audio_space
@@ -105,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_encoders_command(sub)
     add_pareto_command(sub, "aiaudio")
     add_data_commands(sub)
-    add_pretrain_commands(sub, make_audio_modality)
+    add_pretrain_commands(sub, make_audio_modality, BASELINES)
     add_downstream_commands(sub)
+    add_compare_command(sub)
     return parser
 
 

@@ -11,7 +11,6 @@ accuracy per task and model and the descriptor each task chose; ``results.json``
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ from aiaudio.clips import AudioClips, frontend_from_extra
 from aiaudio.data import open_dataset
 from aiaudio.data.synthetic import FACTOR_CLASSES, FACTORS, TASKS
 from aiaudio.modality import make_audio_modality
-from core.demo import format_table
+from core.analysis.quickstart_report import fewshot_bars, fewshot_table, write_results
 from core.downstream.fewshot import FewShotConfig, run_fewshot
 from core.encoders.serialise import read_encoder_file
-from core.engine.config import load_config
-from core.engine.loop import pretrain
+from core.engine import runs
+from core.engine.config import PretrainConfig
 
 CONFIG = Path(__file__).parent / "configs" / "quickstart.yaml"
 # label -> overrides that make the model; both share every other setting (same budget).
@@ -52,23 +51,49 @@ class EvalSettings:
     seed: int = 0
 
 
-def train_model(label: str, out: Path, overrides: Sequence[str], progress: bool) -> Path:
-    """Pre-train one quickstart model into ``out/label`` (resuming or reusing a finished run)."""
-    run_dir = out / label
-    encoder_path = run_dir / "encoder.pt"
-    if encoder_path.is_file():
-        print(f"[{label}] reusing the finished run {run_dir} (delete it to train again)")
-        return encoder_path
-    resume = (run_dir / "checkpoints" / "last.pt").is_file()
-    config = load_config(CONFIG, [*overrides, f"run_dir={run_dir}", *MODELS[label]])
-    print(f"[{label}] {'resuming' if resume else 'pre-training'}: {config.train.steps} steps of batch "
-          f"{config.train.batch_size}, descriptor mode {config.descriptor.mode!r}, run dir {run_dir}")
-    start = time.perf_counter()
-    result = pretrain(config, make_audio_modality(config), resume=resume, progress=progress)
-    if result.encoder_path is None:
-        raise RuntimeError(f"[{label}] the run stopped early ({result.stopped}); rerun to resume it")
-    print(f"[{label}] done in {time.perf_counter() - start:.0f} s")
-    return Path(result.encoder_path)
+def run_config(label: str, out: Path, overrides: Sequence[str], model_overrides: Sequence[str] | None = None,
+               config_path: str | Path = CONFIG) -> PretrainConfig:
+    """The validated pre-training config of model ``label`` in ``out/label`` (see :func:`train_model`)."""
+    model = MODELS[label] if model_overrides is None else model_overrides
+    return runs.run_config(label, out, config_path, overrides, model)
+
+
+def train_model(label: str, out: Path, overrides: Sequence[str], progress: bool,
+                model_overrides: Sequence[str] | None = None, config_path: str | Path = CONFIG) -> Path:
+    """Pre-train one audio model into ``out/label``, resuming an interrupted run or reusing a
+    finished one (``core.engine.runs.train_or_reuse``; a reused run whose saved config differs
+    from the one asked for gives a warning naming the keys).
+
+    Args:
+        label: the model's name (its run directory under ``out``).
+        out: the output directory.
+        overrides: ``a.b=value`` overrides shared by every model (budget, data, seed).
+        progress: show the engine's progress bar.
+        model_overrides: the overrides that make this model (default: ``MODELS[label]``); they
+            come last, so they win over ``overrides``.
+        config_path: the base YAML (default ``aiaudio/configs/quickstart.yaml``).
+
+    Returns:
+        The run's ``encoder.pt``.
+
+    Raises:
+        RuntimeError: the run stopped early (SIGTERM, ``train.stop_at``); rerunning resumes it.
+    """
+    model = MODELS[label] if model_overrides is None else model_overrides
+    return runs.train_or_reuse(label, out, config_path, overrides, model, make_audio_modality, progress)
+
+
+def load_model(path: str | Path) -> tuple[Any, Any]:
+    """``(encoder in eval mode, fitted front end)`` of a finished run's ``encoder.pt``.
+
+    Raises:
+        ValueError: the file stores no fitted front end (names the file).
+    """
+    encoder, extra = read_encoder_file(path)
+    frontend = frontend_from_extra(extra, path)
+    if frontend is None or not frontend.fitted:
+        raise ValueError(f"{path}: encoder file without a fitted front end; delete its run directory and rerun")
+    return encoder.eval(), frontend
 
 
 def task_clips(task: str, frontend: Any, settings: EvalSettings, seed: int) -> AudioClips:
@@ -85,13 +110,7 @@ def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[
         One row per task: ``task``, ``ways``, the three accuracies and 95 % intervals
         (fractions), ``descriptor`` (the learned one) and the task's expected sensitivities.
     """
-    loaded = {}
-    for label, path in encoders.items():
-        encoder, extra = read_encoder_file(path)
-        frontend = frontend_from_extra(extra, path)
-        if frontend is None or not frontend.fitted:
-            raise ValueError(f"{path}: encoder file without a fitted front end; rerun the quickstart")
-        loaded[label] = (encoder.eval(), frontend)
+    loaded = {label: load_model(path) for label, path in encoders.items()}
     names = list(loaded["ai_simclr"][0].space.names)
     runs = [("simclr", "simclr", "fixed:ones"), ("ai_ones", "ai_simclr", "fixed:ones"),
             ("ai_learned", "ai_simclr", "dataset")]
@@ -127,53 +146,22 @@ def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[
     return rows
 
 
+SHORT = {"pitch_shift": "pitch", "fade_in": "fin", "fade_out": "fout", "noise": "noise", "time_mask": "mask",
+         "time_shift": "shift", "time_stretch": "stretch"}
+
+
 def report(rows: list[dict[str, Any]]) -> str:
     """The table of tasks x models, with the descriptor each task chose."""
-    names = rows[0]["descriptor_names"]
-    short = {"pitch_shift": "pitch", "fade_in": "fin", "fade_out": "fout", "noise": "noise",
-             "time_mask": "mask", "time_shift": "shift", "time_stretch": "stretch"}
-    table = []
-    for row in rows:
-        cells = dict(row)
-        for key in ("simclr", "ai_ones", "ai_learned"):
-            cells[f"{key}_s"] = f"{100 * row[key]:.1f} ± {100 * row[f'{key}_ci95']:.1f}"
-        cells["learned"] = " ".join(f"{v:.2f}" for v in row["descriptor"])
-        cells["expect"] = ", ".join(short.get(n, n) for n in row["sensitive_to"]) or "-"
-        table.append(cells)
-    columns = [("task", "task", "s"), ("ways", "ways", "d"), ("simclr_s", "SimCLR", "s"),
-               ("ai_ones_s", "AI-SimCLR i=1", "s"), ("ai_learned_s", "AI-SimCLR learned i", "s"),
-               ("learned", "learned i (" + " ".join(short.get(n, n) for n in names) + ")", "s"),
-               ("expect", "should be sensitive to (i -> 0)", "s")]
-    return format_table(table, columns)
+    return fewshot_table(rows, SHORT)
 
 
 def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """``fewshot.png`` (grouped bars with 95 % intervals) and ``descriptors.png`` (radar)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from core.analysis.plots import radar_plot
 
-    keys = [("simclr", "SimCLR"), ("ai_ones", "AI-SimCLR, i = 1"), ("ai_learned", "AI-SimCLR, learned i")]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(keys)
-    for k, (key, label) in enumerate(keys):
-        xs = [i + (k - 1) * width for i in range(len(rows))]
-        ax.bar(xs, [100 * r[key] for r in rows], width, yerr=[100 * r[f"{key}_ci95"] for r in rows],
-               label=label, capsize=2)
-    ax.set_xticks(range(len(rows)), [f"{r['task']}\n({r['ways']}-way)" for r in rows])
-    ax.set_ylabel("few-shot accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    bars = out / "fewshot.png"
-    fig.savefig(bars, dpi=120)
-    plt.close(fig)
     radar = radar_plot({r["task"]: r["descriptor"] for r in rows}, rows[0]["descriptor_names"],
                        out / "descriptors.png", title="descriptor learned per task (1 = invariant)")
-    return [bars, radar]
+    return [fewshot_bars(rows, out / "fewshot.png"), radar]
 
 
 def run_quickstart(out: str | Path = "runs/quickstart", overrides: Sequence[str] = (),
@@ -195,11 +183,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: Sequence[str]
     print(table)
     figures = plots(rows, out)
     results = {"settings": asdict(settings), "overrides": list(overrides), "rows": rows,
-               "encoders": {k: str(v) for k, v in encoders.items()}, "wall_s": time.perf_counter() - start}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.txt").write_text(table + "\n")
-    print(f"\nwritten: {out / 'results.json'}, {out / 'results.txt'}, " + ", ".join(str(f) for f in figures)
-          + f"; run dirs (metrics.csv, loss.png, tensorboard/): {', '.join(str(out / m) for m in MODELS)}")
-    print(f"total {results['wall_s'] / 60:.1f} min")
+               "encoders": {k: str(v) for k, v in encoders.items()}}
+    write_results(out, results, table, figures, list(MODELS), start)
     return results
 
