@@ -13,7 +13,6 @@ survives both groups. ``results.json``, ``results.txt``, ``fewshot.png`` and
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from aivision.modality import make_vision_modality
 from aivision.synthetic import FACTORS, SyntheticImageConfig, factor_names, synthesise
 from core.analysis.plots import grouped_bars
-from core.demo import format_table
+from core.analysis.quickstart_report import fewshot_bars, fewshot_table, write_results
 from core.downstream.clips import TensorClips
 from core.downstream.fewshot import FewShotConfig, run_fewshot
 from core.encoders.serialise import read_encoder_file
@@ -119,34 +118,16 @@ def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[
 
 def report(rows: list[dict[str, Any]]) -> str:
     """The table of tasks x models, with the descriptor each task chose."""
-    names = rows[0]["descriptor_names"]
-    table = []
-    for row in rows:
-        cells = dict(row)
-        for key in ("simclr", "ai_ones", "ai_learned"):
-            cells[f"{key}_s"] = f"{100 * row[key]:.1f} ± {100 * row[f'{key}_ci95']:.1f}"
-        cells["learned"] = " ".join(f"{v:.2f}" for v in row["descriptor"])
-        cells["expect"] = ", ".join(row["sensitive_to"]) or "-"
-        table.append(cells)
-    columns = [("task", "task", "s"), ("ways", "ways", "d"), ("simclr_s", "SimCLR", "s"),
-               ("ai_ones_s", "AI-SimCLR i=1", "s"), ("ai_learned_s", "AI-SimCLR learned i", "s"),
-               ("learned", f"learned i ({' '.join(names)})", "s"), ("expect", "should be sensitive to (i -> 0)", "s")]
-    return format_table(table, columns)
+    return fewshot_table(rows)
 
 
 def plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """``fewshot.png`` (accuracy per task and model, 95 % intervals) and ``descriptors.png``."""
-    groups = [f"{r['task']}\n({r['ways']}-way)" for r in rows]
-    labels = {"simclr": "SimCLR", "ai_ones": "AI-SimCLR, i = 1", "ai_learned": "AI-SimCLR, learned i"}
-    bars = grouped_bars(groups, {label: [100 * r[k] for r in rows] for k, label in labels.items()},
-                        out / "fewshot.png", errors={label: [100 * r[f"{k}_ci95"] for r in rows]
-                                                     for k, label in labels.items()},
-                        ylabel="few-shot accuracy (%)", ylim=(0, 100))
     names = rows[0]["descriptor_names"]
     learned = grouped_bars([r["task"] for r in rows], {n: [r["descriptor"][i] for r in rows] for i, n in enumerate(names)},
                            out / "descriptors.png", ylabel="learned descriptor (1 = invariant)", ylim=(0, 1),
                            title="descriptor learned per task")
-    return [bars, learned]
+    return [fewshot_bars(rows, out / "fewshot.png"), learned]
 
 
 def run_quickstart(out: str | Path = "runs/quickstart_vision", overrides: Sequence[str] = (),
@@ -170,10 +151,6 @@ def run_quickstart(out: str | Path = "runs/quickstart_vision", overrides: Sequen
     print(table)
     figures = plots(rows, out)
     results = {"settings": asdict(settings), "overrides": list(overrides), "rows": rows,
-               "encoders": {k: str(v) for k, v in encoders.items()}, "wall_s": time.perf_counter() - start}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "results.txt").write_text(table + "\n")
-    print(f"\nwritten: {out / 'results.json'}, {out / 'results.txt'}, " + ", ".join(str(f) for f in figures)
-          + f"; run dirs (metrics.csv, loss.png, tensorboard/): {', '.join(str(out / m) for m in MODELS)}")
-    print(f"total {results['wall_s'] / 60:.1f} min")
+               "encoders": {k: str(v) for k, v in encoders.items()}}
+    write_results(out, results, table, figures, list(MODELS), start)
     return results
