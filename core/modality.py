@@ -21,6 +21,10 @@ from core.augparams import Params
 from core.invariance import InvarianceSpace
 
 
+class HookUnavailable(RuntimeError):
+    """The modality does not provide a parameter-level hook a method needs (AugSelf, LooC)."""
+
+
 def monitor_split(total: int, count: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """The seeded choice of monitor items and their train/test split.
 
@@ -123,25 +127,25 @@ class Modality(ABC):
             ``{augmentation: {param: (B,) tensor, "applied": (B,) bool}}`` covering every
             augmentation of the modality (see :mod:`core.augparams`).
         """
-        raise NotImplementedError(f"the {self.name} modality does not expose augmentation parameters "
+        raise HookUnavailable(f"the {self.name} modality does not expose augmentation parameters "
                                   "(needed by AugSelf and LooC)")
 
     def render(self, batch: Tensor, params: Params) -> Tensor:
         """Encoder inputs ``(B, C, H, W)`` of ``batch`` augmented with ``params`` (deterministic)."""
-        raise NotImplementedError(f"the {self.name} modality does not expose augmentation parameters "
+        raise HookUnavailable(f"the {self.name} modality does not expose augmentation parameters "
                                   "(needed by AugSelf and LooC)")
 
     def entry_augmentations(self, entry: str) -> tuple[str, ...]:
         """The augmentations a space entry (an augmentation or group name) switches on."""
-        raise NotImplementedError(f"the {self.name} modality does not map space entries to augmentations")
+        raise HookUnavailable(f"the {self.name} modality does not map space entries to augmentations")
 
     def target_dims(self) -> dict[str, int]:
         """Width ``d`` of :meth:`param_targets` per augmentation the space can switch on."""
-        raise NotImplementedError(f"the {self.name} modality does not define augmentation targets "
+        raise HookUnavailable(f"the {self.name} modality does not define augmentation targets "
                                   "(needed by AugSelf)")
 
     def param_targets(self, params: Params) -> dict[str, Tensor]:
         """AugSelf regression targets: augmentation name -> ``(B, d)`` float tensor, in an
         encoding where "not applied" is the identity value (0 shift, rate 1, ...)."""
-        raise NotImplementedError(f"the {self.name} modality does not define augmentation targets "
+        raise HookUnavailable(f"the {self.name} modality does not define augmentation targets "
                                   "(needed by AugSelf)")

@@ -2,13 +2,14 @@
 records with a ``label`` index into ``class_names``, subsets and class selections."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
 
-class RecordDataset(Dataset):
+class RecordDataset(Dataset, ABC):
     """Records (frozen dataclasses with at least ``label: int``) plus their class names.
 
     Subclasses load an item from a record and say how a record is relabelled
@@ -58,9 +59,9 @@ class RecordDataset(Dataset):
         out.records = [self._relabel(r, remap) for r in self.records if r.label in remap]
         return out
 
+    @abstractmethod
     def _relabel(self, record: Any, remap: dict[int, int]) -> Any:
         """``record`` with its label(s) mapped through ``remap`` (old index -> new index)."""
-        raise NotImplementedError(f"{type(self).__name__} does not define how its records are relabelled")
 
     def _copy_empty(self) -> "RecordDataset":
         out = object.__new__(type(self))

@@ -282,3 +282,15 @@ def test_descriptor_active_names_entries():
         tiny_config("/tmp/unused", "descriptor.mode=fixed", "descriptor.active=[noise]", "descriptor.fixed=[1,1,1,1,1,1,1]")
     with pytest.raises(KeyError, match="unknown audio model"):
         baseline_overrides("byol")
+
+
+def test_a_modality_without_parameter_hooks_is_refused_by_name(tmp_path):
+    from core.modality import HookUnavailable
+    from engine_helpers import HookedModality
+
+    config = tiny_config(tmp_path, "train.steps=1", "method.name=augself")
+    plain = HookedModality(make_audio_modality(config))  # forwards views(), not the parameter hooks
+    with pytest.raises(HookUnavailable, match="does not expose augmentation parameters"):
+        plain.sample_params(torch.zeros(2, 8), plain.space.ones(), torch.Generator())
+    with pytest.raises(ConfigError, match="method augself needs augmentation parameters"):
+        pretrain(config, plain, progress=False)

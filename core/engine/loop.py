@@ -188,7 +188,11 @@ class _Run:
                 encoder = build_encoder(name, self.space, **kwargs)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"encoder: cannot build {name!r} with {kwargs}: {err}") from err
-            target_dims = self.modality.target_dims() if self.config.method.name == "augself" else None
+            name = self.config.method.name
+            if name in ("looc", "augself") and type(self.modality).sample_params is Modality.sample_params:
+                raise ConfigError(f"method {name} needs augmentation parameters, which the {self.modality.name} "
+                                  "modality does not expose (Modality.sample_params / render)")
+            target_dims = self.modality.target_dims() if name == "augself" else None
             for entry in self.config.method.looc_entries or ():
                 try:
                     self.modality.entry_augmentations(entry)
