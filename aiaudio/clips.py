@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import OrderedDict
 from typing import Any, Sequence
 
 import torch
@@ -24,14 +23,14 @@ from torch import Tensor
 from aiaudio.data.base import AudioDataset
 from aiaudio.data.crops import Pieces
 from aiaudio.frontend import Frontend, FrontendConfig
-from core.downstream.clips import ClipSource
+from core.downstream.clip_cache import CachedClips
 
 
 def _frontend_device(frontend: Frontend) -> torch.device:
     return frontend.logmel.mel_fb.device
 
 
-class AudioClips(ClipSource):
+class AudioClips(CachedClips):
     """Log-mel pieces of the clips of an ``AudioDataset``.
 
     Args:
@@ -69,12 +68,7 @@ class AudioClips(ClipSource):
         self.frontend = frontend.eval()
         self.cutter = Pieces(dataset, seconds=seconds, hop=hop)
         self.seconds = float(seconds)
-        self.batch_size = int(batch_size)
-        self.cache_bytes = int(cache_mb * 2**20)
-        self._cache: OrderedDict[int, Tensor] = OrderedDict()
-        self._cached_bytes = 0
-        self.hits = 0
-        self.misses = 0
+        self._init_cache(cache_mb, batch_size)
         if targets is None:
             labels = torch.from_numpy(dataset.labels)
             if len(labels) and int(labels.min()) < 0:
@@ -135,53 +129,9 @@ class AudioClips(ClipSource):
         idx = self._check_indices(indices)
         if not idx:
             raise ValueError("AudioClips.pieces: no clips requested")
-        found: dict[int, Tensor] = {}
-        missing = []
-        for i in dict.fromkeys(idx):
-            if i in self._cache:
-                self._cache.move_to_end(i)
-                found[i] = self._cache[i]
-                self.hits += 1
-            else:
-                missing.append(i)
-        self.misses += len(missing)
-        for i, mels in self._compute(missing).items():
-            found[i] = mels
-            self._remember(i, mels)
-        chosen = [found[i] for i in idx]
+        chosen = self.fetch(idx)
         owner = torch.cat([torch.full((c.shape[0],), k, dtype=torch.long) for k, c in enumerate(chosen)])
         return torch.cat(chosen), owner
-
-    def warm(self, indices: Sequence[int] | None = None, progress: bool = False, desc: str = "log-mels") -> None:
-        """Compute (and cache, as far as the cache holds them) clips ``indices`` (default all),
-        ``batch_size`` pieces at a time, with an optional progress bar."""
-        idx = list(range(len(self))) if indices is None else self._check_indices(indices)
-        chunks = [idx[k:k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            chunks = tqdm(chunks, desc=desc, unit="batch")
-        for chunk in chunks:
-            self.pieces(chunk)
-
-    @property
-    def cached(self) -> list[int]:
-        """Dataset positions of the cached clips, least recently used first."""
-        return list(self._cache)
-
-    @property
-    def cached_mb(self) -> float:
-        return self._cached_bytes / 2**20
-
-    def _remember(self, i: int, mels: Tensor) -> None:
-        size = mels.numel() * mels.element_size()
-        if size > self.cache_bytes:
-            return
-        self._cache[i] = mels
-        self._cached_bytes += size
-        while self._cached_bytes > self.cache_bytes:
-            _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= old.numel() * old.element_size()
 
     @torch.no_grad()
     def _compute(self, indices: list[int]) -> dict[int, Tensor]:

@@ -17,7 +17,6 @@ mean/std. Images of the same stored size are resized in one call.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Literal, Sequence
 
 import torch
@@ -28,7 +27,7 @@ from aivision.augment.config import IMAGENET_MEAN, IMAGENET_STD
 from aivision.augment.ops import normalize as normalize_images
 from aivision.data.base import ImageDataset
 from aivision.synthetic import SyntheticImages
-from core.downstream.clips import ClipSource
+from core.downstream.clip_cache import CachedClips
 
 Fit = Literal["center_crop", "resize"]
 FITS: tuple[str, ...] = ("center_crop", "resize")
@@ -61,7 +60,7 @@ def fit_images(x: Tensor, size: int, fit: Fit = "center_crop") -> Tensor:
     return x[..., top:top + size, left:left + size].contiguous()
 
 
-class ImageClips(ClipSource):
+class ImageClips(CachedClips):
     """Prepared images of an ``ImageDataset``, one piece ``(3, S, S)`` each.
 
     Args:
@@ -100,12 +99,7 @@ class ImageClips(ClipSource):
         self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
         self.normalize = bool(normalize)
         self.fit: Fit = fit
-        self.batch_size = int(batch_size)
-        self.cache_bytes = int(cache_mb * 2**20)
-        self._cache: OrderedDict[int, Tensor] = OrderedDict()
-        self._cached_bytes = 0
-        self.hits = 0
-        self.misses = 0
+        self._init_cache(cache_mb, batch_size)
         if regression:
             values = torch.as_tensor(dataset.targets if targets is None else targets, dtype=torch.float32)
             values = values.unsqueeze(1) if values.dim() == 1 else values
@@ -129,22 +123,7 @@ class ImageClips(ClipSource):
         idx = self._check_indices(indices)
         if not idx:
             raise ValueError("ImageClips.images: no images requested")
-        found: dict[int, Tensor] = {}
-        missing = []
-        for i in dict.fromkeys(idx):
-            if i in self._cache:
-                self._cache.move_to_end(i)
-                found[i] = self._cache[i]
-                self.hits += 1
-            else:
-                missing.append(i)
-        self.misses += len(missing)
-        for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start:start + self.batch_size]
-            for i, image in zip(chunk, self._prepare(chunk)):
-                found[i] = image
-                self._remember(i, image)
-        return torch.stack([found[i] for i in idx])
+        return torch.stack(self.fetch(idx))
 
     def to_input(self, images: Tensor) -> Tensor:
         """uint8 or ``[0, 1]`` images ``(B, 3, S, S)`` -> float32 encoder input (normalised if set)."""
@@ -157,36 +136,13 @@ class ImageClips(ClipSource):
         x = self.to_input(self.images(indices))
         return x, torch.arange(x.shape[0], dtype=torch.long)
 
-    def warm(self, indices: Sequence[int] | None = None, progress: bool = False, desc: str = "images") -> None:
-        """Prepare (and cache, as far as the cache holds them) images ``indices`` (default all),
-        ``batch_size`` at a time, with an optional progress bar."""
-        idx = list(range(len(self))) if indices is None else self._check_indices(indices)
-        chunks = [idx[k:k + self.batch_size] for k in range(0, len(idx), self.batch_size)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            chunks = tqdm(chunks, desc=desc, unit="batch")
-        for chunk in chunks:
-            self.images(chunk)
-
-    @property
-    def cached(self) -> list[int]:
-        """Dataset positions of the cached images, least recently used first."""
-        return list(self._cache)
-
-    @property
-    def cached_mb(self) -> float:
-        return self._cached_bytes / 2**20
-
-    def _remember(self, i: int, image: Tensor) -> None:
-        size = image.numel() * image.element_size()
-        if size > self.cache_bytes:
-            return
-        self._cache[i] = image
-        self._cached_bytes += size
-        while self._cached_bytes > self.cache_bytes:
-            _, old = self._cache.popitem(last=False)
-            self._cached_bytes -= old.numel() * old.element_size()
+    def _compute(self, indices: list[int]) -> dict[int, Tensor]:
+        """Prepare images ``indices``, ``batch_size`` at a time -> ``{index: (3, S, S) uint8}``."""
+        out: dict[int, Tensor] = {}
+        for start in range(0, len(indices), self.batch_size):
+            chunk = indices[start:start + self.batch_size]
+            out.update(zip(chunk, self._prepare(chunk)))
+        return out
 
     @torch.no_grad()
     def _prepare(self, indices: list[int]) -> list[Tensor]:
