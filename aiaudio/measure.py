@@ -23,6 +23,7 @@ from aiaudio.augment.config import FADE_SHAPES, AugmentConfig
 from aiaudio.augment.sampling import Params
 from aiaudio.frontend import Frontend
 from aiaudio.space import AUDIO_AUGMENTATIONS
+from core.analysis.invariance import parse_strength_grids
 
 # The parameter each strength sets, its unit, and the value that leaves a clip unchanged.
 STRENGTH_PARAM = {"pitch_shift": "semitones", "fade_in": "fraction", "fade_out": "fraction", "noise": "snr_db",
@@ -155,28 +156,13 @@ def default_strengths(names: Sequence[str] = AUDIO_AUGMENTATIONS) -> dict[str, l
 
 
 def parse_strengths(items: Sequence[str], base: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
-    """Override grids with ``"name=v1,v2,..."`` items (e.g. ``"noise=20,10"``).
+    """Override grids with ``"name=v1,v2,..."`` items (e.g. ``"noise=20,10"``); see
+    ``core.analysis.invariance.parse_strength_grids``.
 
     Raises:
         ValueError / KeyError: malformed item, unknown augmentation or a value out of range.
     """
-    out = {k: list(v) for k, v in base.items()}
-    for item in items:
-        name, eq, values = item.partition("=")
-        name = name.strip()
-        if not eq:
-            raise ValueError(f"strength grid {item!r} is not name=v1,v2,...")
-        _check_name(name)
-        try:
-            grid = [float(v) for v in values.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"strength grid {item!r}: values must be numbers") from None
-        if not grid:
-            raise ValueError(f"strength grid {item!r} has no values")
-        for v in grid:
-            _check_strength(name, v)
-        out[name] = grid
-    return out
+    return parse_strength_grids(items, base, _check_name, _check_strength)
 
 
 def frontend_prepare(frontend: Frontend, batch_size: int = 64) -> Callable[[Tensor], Tensor]:

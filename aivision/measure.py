@@ -38,6 +38,7 @@ from aivision.augment.color import adjust_saturation
 from aivision.augment.config import VISION_AUGMENTATIONS, VisionAugmentConfig
 from aivision.augment.ops import gaussian_blur, normalize
 from aivision.augment.sampling import Params
+from core.analysis.invariance import parse_strength_grids
 
 MEASURE_TRANSFORMS: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur", "rotation", "solarize")
 DEFAULT_TRANSFORMS: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur", "rotation")
@@ -181,30 +182,13 @@ def default_strengths(names: Sequence[str] = DEFAULT_TRANSFORMS) -> dict[str, li
 
 
 def parse_strengths(items: Sequence[str], base: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
-    """Override grids with ``"name=v1,v2,..."`` items (e.g. ``"blur=1,3"``).
+    """Override grids with ``"name=v1,v2,..."`` items (e.g. ``"blur=1,3"``); see
+    ``core.analysis.invariance.parse_strength_grids``.
 
     Raises:
         ValueError / KeyError: malformed item, unknown transform or a value out of range.
     """
-    out = {k: list(v) for k, v in base.items()}
-    for item in items:
-        name, eq, values = item.partition("=")
-        name = name.strip()
-        if not eq:
-            raise ValueError(f"strength grid {item!r} is not name=v1,v2,...")
-        _check_name(name)
-        if name not in out:
-            raise ValueError(f"strength grid {item!r}: {name} is not among the measured transforms {list(out)}")
-        try:
-            grid = [float(v) for v in values.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"strength grid {item!r}: values must be numbers") from None
-        if not grid:
-            raise ValueError(f"strength grid {item!r} has no values")
-        for v in grid:
-            _check_strength(name, v)
-        out[name] = grid
-    return out
+    return parse_strength_grids(items, base, _check_name, _check_strength)
 
 
 def image_prepare(mean: Sequence[float], std: Sequence[float], normalize_input: bool = True

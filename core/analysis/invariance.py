@@ -165,3 +165,39 @@ def summarise_invariance(rows: Sequence[Mapping]) -> list[dict]:
 
 __all__ = ["RIDGE", "mahalanobis", "measure_invariance", "summarise_invariance", "transform_generator",
            "whitening_factor"]
+
+
+def parse_strength_grids(items: Sequence[str], base: Mapping[str, Sequence[float]],
+                         check_name: Callable[[str], None], check_strength: Callable[[str, float], None]
+                         ) -> dict[str, list[float]]:
+    """Override strength grids with ``"name=v1,v2,..."`` items (the ``--strength`` flag).
+
+    Args:
+        items: the overrides, applied in order.
+        base: transform name -> its default grid; only these transforms can be overridden.
+        check_name: raises (``KeyError``) for a name the modality does not know.
+        check_strength: raises (``ValueError``) for a value out of the transform's range.
+
+    Raises:
+        ValueError / KeyError: malformed item, unknown or unmeasured transform, a value that is
+            not a number or is out of range.
+    """
+    out = {k: list(v) for k, v in base.items()}
+    for item in items:
+        name, eq, values = item.partition("=")
+        name = name.strip()
+        if not eq:
+            raise ValueError(f"strength grid {item!r} is not name=v1,v2,...")
+        check_name(name)
+        if name not in out:
+            raise ValueError(f"strength grid {item!r}: {name} is not among the measured transforms {list(out)}")
+        try:
+            grid = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"strength grid {item!r}: values must be numbers") from None
+        if not grid:
+            raise ValueError(f"strength grid {item!r} has no values")
+        for v in grid:
+            check_strength(name, v)
+        out[name] = grid
+    return out
