@@ -27,7 +27,7 @@ from aiaudio.frontend import Frontend, FrontendConfig
 from aiaudio.space import AUDIO_AUGMENTATIONS
 from core.config import ConfigError, from_dict
 from core.invariance import InvarianceSpace
-from core.modality import Modality, monitor_split
+from core.modality import Modality, check_space, monitor_split
 
 if TYPE_CHECKING:
     from core.engine.config import PretrainConfig
@@ -91,14 +91,7 @@ class AudioDataConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        allowed = list(AUDIO_AUGMENTATIONS) + list(DEFAULT_GROUPS)
-        unknown = [name for name in self.space if name not in allowed]
-        if unknown:
-            raise ConfigError(f"data.space: unknown entry {unknown[0]!r} (allowed: {', '.join(allowed)})")
-        try:
-            InvarianceSpace(self.space, min_active=self.min_active)
-        except ValueError as err:
-            raise ConfigError(f"data.space / data.min_active: {err}") from err
+        check_space(self.space, self.min_active, list(AUDIO_AUGMENTATIONS) + list(DEFAULT_GROUPS))
 
 
 def open_spec(spec: str, sample_rate: int, cache: str | None, key: str) -> AudioDataset:

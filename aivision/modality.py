@@ -27,7 +27,7 @@ from aivision.images import resize_center_crop
 from aivision.space import GROUPS
 from core.config import ConfigError, from_dict
 from core.invariance import InvarianceSpace
-from core.modality import Modality, monitor_split
+from core.modality import Modality, check_space, monitor_split
 
 if TYPE_CHECKING:
     from core.engine.config import PretrainConfig
@@ -69,14 +69,7 @@ class VisionDataConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        allowed = list(VISION_AUGMENTATIONS) + list(DEFAULT_GROUPS)
-        unknown = [name for name in self.space if name not in allowed]
-        if unknown:
-            raise ConfigError(f"data.space: unknown entry {unknown[0]!r} (allowed: {', '.join(allowed)})")
-        try:
-            InvarianceSpace(self.space, min_active=self.min_active)
-        except ValueError as err:
-            raise ConfigError(f"data.space / data.min_active: {err}") from err
+        check_space(self.space, self.min_active, list(VISION_AUGMENTATIONS) + list(DEFAULT_GROUPS))
 
 
 def open_images(spec: str, key: str) -> ImageDataset:

@@ -39,6 +39,17 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message says which and where."""
 
 
+def require(ok: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``ok`` (the validation idiom of every config dataclass)."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def require_probability(name: str, p: float) -> None:
+    """``name.p`` must lie in [0, 1]."""
+    require(0.0 <= p <= 1.0, f"{name}.p must be in [0, 1], got {p}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` (an empty file gives ``{}``)."""
     path = Path(path)

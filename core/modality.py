@@ -12,13 +12,30 @@ does not implement them can still train every pair method (SimCLR, MoCo).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from core.augparams import Params
+from core.config import ConfigError
 from core.invariance import InvarianceSpace
+
+
+def check_space(entries: Sequence[str], min_active: int, allowed: Sequence[str], key: str = "data.space") -> None:
+    """Validate a ``data.space`` list: every entry in ``allowed`` and a usable InvarianceSpace.
+
+    Raises:
+        ConfigError: an unknown entry (named, with the allowed ones) or an empty / duplicated
+            space or impossible ``min_active``.
+    """
+    unknown = [name for name in entries if name not in allowed]
+    if unknown:
+        raise ConfigError(f"{key}: unknown entry {unknown[0]!r} (allowed: {', '.join(allowed)})")
+    try:
+        InvarianceSpace(entries, min_active=min_active)
+    except ValueError as err:
+        raise ConfigError(f"{key} / data.min_active: {err}") from err
 
 
 class HookUnavailable(RuntimeError):

@@ -11,18 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.config import ConfigError, from_dict, load_yaml
+from core.config import from_dict, load_yaml, require, require_probability
 
 FADE_SHAPES = ("linear", "logarithmic", "exponential")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
-def _check_p(name: str, p: float) -> None:
-    _check(0.0 <= p <= 1.0, f"{name}.p must be in [0, 1], got {p}")
 
 
 @dataclass
@@ -35,9 +26,9 @@ class PitchShiftConfig:
     hop_length: int = 256
 
     def __post_init__(self) -> None:
-        _check_p("pitch_shift", self.p)
-        _check(self.min_semitones <= self.max_semitones, "pitch_shift: min_semitones > max_semitones")
-        _check(self.hop_length > 0 and self.n_fft >= 2 * self.hop_length,
+        require_probability("pitch_shift", self.p)
+        require(self.min_semitones <= self.max_semitones, "pitch_shift: min_semitones > max_semitones")
+        require(self.hop_length > 0 and self.n_fft >= 2 * self.hop_length,
                "pitch_shift: need n_fft >= 2 * hop_length > 0")
 
 
@@ -49,11 +40,11 @@ class FadeConfig:
     shapes: list[str] = field(default_factory=lambda: list(FADE_SHAPES))
 
     def __post_init__(self) -> None:
-        _check_p("fade", self.p)
-        _check(0.0 < self.max_fraction <= 1.0, f"fade.max_fraction must be in (0, 1], got {self.max_fraction}")
-        _check(len(self.shapes) > 0, "fade.shapes must not be empty")
+        require_probability("fade", self.p)
+        require(0.0 < self.max_fraction <= 1.0, f"fade.max_fraction must be in (0, 1], got {self.max_fraction}")
+        require(len(self.shapes) > 0, "fade.shapes must not be empty")
         for s in self.shapes:
-            _check(s in FADE_SHAPES, f"fade.shapes: {s!r} is not one of {list(FADE_SHAPES)}")
+            require(s in FADE_SHAPES, f"fade.shapes: {s!r} is not one of {list(FADE_SHAPES)}")
 
 
 @dataclass
@@ -67,9 +58,9 @@ class NoiseConfig:
     max_f_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_p("noise", self.p)
-        _check(self.min_snr_db <= self.max_snr_db, "noise: min_snr_db > max_snr_db")
-        _check(self.min_f_decay <= self.max_f_decay, "noise: min_f_decay > max_f_decay")
+        require_probability("noise", self.p)
+        require(self.min_snr_db <= self.max_snr_db, "noise: min_snr_db > max_snr_db")
+        require(self.min_f_decay <= self.max_f_decay, "noise: min_f_decay > max_f_decay")
 
 
 @dataclass
@@ -80,8 +71,8 @@ class TimeMaskConfig:
     fill: Literal["zero", "noise"] = "zero"
 
     def __post_init__(self) -> None:
-        _check_p("time_mask", self.p)
-        _check(0.0 < self.max_fraction <= 1.0, f"time_mask.max_fraction must be in (0, 1], got {self.max_fraction}")
+        require_probability("time_mask", self.p)
+        require(0.0 < self.max_fraction <= 1.0, f"time_mask.max_fraction must be in (0, 1], got {self.max_fraction}")
 
 
 @dataclass
@@ -91,8 +82,8 @@ class TimeShiftConfig:
     max_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_p("time_shift", self.p)
-        _check(0.0 <= self.max_fraction <= 1.0, f"time_shift.max_fraction must be in [0, 1], got {self.max_fraction}")
+        require_probability("time_shift", self.p)
+        require(0.0 <= self.max_fraction <= 1.0, f"time_shift.max_fraction must be in [0, 1], got {self.max_fraction}")
 
 
 @dataclass
@@ -105,9 +96,9 @@ class TimeStretchConfig:
     hop_length: int = 256
 
     def __post_init__(self) -> None:
-        _check_p("time_stretch", self.p)
-        _check(0.0 < self.min_rate <= self.max_rate, "time_stretch: need 0 < min_rate <= max_rate")
-        _check(self.hop_length > 0 and self.n_fft >= 2 * self.hop_length,
+        require_probability("time_stretch", self.p)
+        require(0.0 < self.min_rate <= self.max_rate, "time_stretch: need 0 < min_rate <= max_rate")
+        require(self.hop_length > 0 and self.n_fft >= 2 * self.hop_length,
                "time_stretch: need n_fft >= 2 * hop_length > 0")
 
 

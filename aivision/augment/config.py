@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.config import ConfigError, from_dict, load_yaml
+from core.config import from_dict, load_yaml, require, require_probability
 
 # Application order of the batched and reference backends (MoCo-v2 order; flip moved
 # next to crop: it commutes with every appearance operation, all of which are pointwise or
@@ -31,15 +31,6 @@ VISION_AUGMENTATIONS: tuple[str, ...] = ("crop", "flip", "color_jitter", "graysc
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
-def _check_p(name: str, p: float) -> None:
-    _check(0.0 <= p <= 1.0, f"{name}.p must be in [0, 1], got {p}")
 
 
 @dataclass
@@ -54,12 +45,12 @@ class CropConfig:
     attempts: int = 10
 
     def __post_init__(self) -> None:
-        _check_p("crop", self.p)
-        _check(0.0 < self.min_scale <= self.max_scale <= 1.0,
+        require_probability("crop", self.p)
+        require(0.0 < self.min_scale <= self.max_scale <= 1.0,
                f"crop: need 0 < min_scale <= max_scale <= 1, got {self.min_scale}, {self.max_scale}")
-        _check(0.0 < self.min_ratio <= self.max_ratio,
+        require(0.0 < self.min_ratio <= self.max_ratio,
                f"crop: need 0 < min_ratio <= max_ratio, got {self.min_ratio}, {self.max_ratio}")
-        _check(self.attempts >= 1, f"crop.attempts must be >= 1, got {self.attempts}")
+        require(self.attempts >= 1, f"crop.attempts must be >= 1, got {self.attempts}")
 
 
 @dataclass
@@ -68,7 +59,7 @@ class FlipConfig:
     p: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_p("flip", self.p)
+        require_probability("flip", self.p)
 
 
 @dataclass
@@ -88,11 +79,11 @@ class ColorJitterConfig:
     random_order: bool = True
 
     def __post_init__(self) -> None:
-        _check_p("color_jitter", self.p)
+        require_probability("color_jitter", self.p)
         for key in ("brightness", "contrast", "saturation"):
             value = getattr(self, key)
-            _check(value >= 0.0, f"color_jitter.{key} must be >= 0, got {value}")
-        _check(0.0 <= self.hue <= 0.5, f"color_jitter.hue must be in [0, 0.5], got {self.hue}")
+            require(value >= 0.0, f"color_jitter.{key} must be >= 0, got {value}")
+        require(0.0 <= self.hue <= 0.5, f"color_jitter.hue must be in [0, 0.5], got {self.hue}")
 
 
 @dataclass
@@ -101,7 +92,7 @@ class GrayscaleConfig:
     p: float = 0.2
 
     def __post_init__(self) -> None:
-        _check_p("grayscale", self.p)
+        require_probability("grayscale", self.p)
 
 
 @dataclass
@@ -116,12 +107,12 @@ class BlurConfig:
     kernel_size: int | None = None
 
     def __post_init__(self) -> None:
-        _check_p("blur", self.p)
-        _check(0.0 < self.min_sigma <= self.max_sigma,
+        require_probability("blur", self.p)
+        require(0.0 < self.min_sigma <= self.max_sigma,
                f"blur: need 0 < min_sigma <= max_sigma, got {self.min_sigma}, {self.max_sigma}")
-        _check(0.0 < self.kernel_fraction <= 1.0,
+        require(0.0 < self.kernel_fraction <= 1.0,
                f"blur.kernel_fraction must be in (0, 1], got {self.kernel_fraction}")
-        _check(self.kernel_size is None or (self.kernel_size >= 1 and self.kernel_size % 2 == 1),
+        require(self.kernel_size is None or (self.kernel_size >= 1 and self.kernel_size % 2 == 1),
                f"blur.kernel_size must be a positive odd integer, got {self.kernel_size}")
 
     def kernel_for(self, size: int) -> int:
@@ -138,8 +129,8 @@ class SolarizeConfig:
     threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_p("solarize", self.p)
-        _check(0.0 <= self.threshold <= 1.0, f"solarize.threshold must be in [0, 1], got {self.threshold}")
+        require_probability("solarize", self.p)
+        require(0.0 <= self.threshold <= 1.0, f"solarize.threshold must be in [0, 1], got {self.threshold}")
 
 
 @dataclass
@@ -165,9 +156,9 @@ class VisionAugmentConfig:
     solarize: SolarizeConfig = field(default_factory=SolarizeConfig)
 
     def __post_init__(self) -> None:
-        _check(self.size >= 1, f"size must be >= 1, got {self.size}")
-        _check(len(self.mean) == 3, f"mean must have 3 entries, got {self.mean}")
-        _check(len(self.std) == 3 and all(s > 0 for s in self.std),
+        require(self.size >= 1, f"size must be >= 1, got {self.size}")
+        require(len(self.mean) == 3, f"mean must have 3 entries, got {self.mean}")
+        require(len(self.std) == 3 and all(s > 0 for s in self.std),
                f"std must have 3 positive entries, got {self.std}")
 
     @classmethod

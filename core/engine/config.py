@@ -14,15 +14,10 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
-from core.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from core.config import ConfigError, apply_overrides, from_dict, load_yaml, require, to_dict
 from core.invariance import InvarianceSpace
 from core.methods.base import MethodConfig
 from core.optim import OptimConfig
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -54,11 +49,11 @@ class DescriptorConfig:
 
     def __post_init__(self) -> None:
         for key in ("fixed", "active"):
-            _require(self.mode == "fixed" or getattr(self, key) is None,
+            require(self.mode == "fixed" or getattr(self, key) is None,
                      f"descriptor.{key} is only used with descriptor.mode: fixed (mode is {self.mode!r})")
-        _require(self.fixed is None or self.active is None,
+        require(self.fixed is None or self.active is None,
                  "descriptor.fixed and descriptor.active both set; give the descriptor one way")
-        _require(self.active is None or len(self.active) > 0, "descriptor.active must name at least one entry")
+        require(self.active is None or len(self.active) > 0, "descriptor.active must name at least one entry")
 
     def check(self, space: InvarianceSpace) -> None:
         """Raise ConfigError unless ``fixed``/``active`` fit ``space`` (length K, values in [0, 1],
@@ -111,10 +106,10 @@ class TrainConfig:
         for key, minimum in (("steps", 1), ("batch_size", 2), ("num_workers", 0), ("checkpoint_every", 1),
                              ("keep_checkpoints", 1), ("log_every", 1)):
             value = getattr(self, key)
-            _require(value >= minimum, f"train.{key} must be >= {minimum}, got {value}")
-        _require(self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
+            require(value >= minimum, f"train.{key} must be >= {minimum}, got {value}")
+        require(self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
                  f"train.grad_clip must be > 0 or null, got {self.grad_clip}")
-        _require(self.stop_at is None or self.stop_at >= 1, f"train.stop_at must be >= 1 or null, got {self.stop_at}")
+        require(self.stop_at is None or self.stop_at >= 1, f"train.stop_at must be >= 1 or null, got {self.stop_at}")
 
 
 @dataclass
@@ -134,9 +129,9 @@ class MonitorConfig:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _require(self.every >= 0, f"monitor.every must be >= 0 (0 = off), got {self.every}")
-        _require(self.k >= 1, f"monitor.k must be >= 1, got {self.k}")
-        _require(self.batch_size >= 1, f"monitor.batch_size must be >= 1, got {self.batch_size}")
+        require(self.every >= 0, f"monitor.every must be >= 0 (0 = off), got {self.every}")
+        require(self.k >= 1, f"monitor.k must be >= 1, got {self.k}")
+        require(self.batch_size >= 1, f"monitor.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -153,8 +148,8 @@ class PretrainConfig:
     data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _require(bool(str(self.run_dir).strip()), "run_dir must be a non-empty path")
-        _require(0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}")
+        require(bool(str(self.run_dir).strip()), "run_dir must be a non-empty path")
+        require(0 <= self.seed < 2**63, f"seed must be in [0, 2^63), got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (the resolved config saved as run_dir/config.yaml)."""
