@@ -238,7 +238,7 @@ def test_looc_plus_plus_encoder_branches_export_and_specialise(audio_space, tmp_
     assert not torch.allclose(branches[0], branches[1])  # independently initialised last stages
     torch.testing.assert_close(enc.specialise(audio_space.ones())(x), enc(x, audio_space.ones()))
     loaded = load_encoder(save_encoder(enc, tmp_path / "encoder.pt"))
-    assert loaded.name == "looc_resnet18" and loaded.config == {**TINY["looc_resnet18"]}
+    assert loaded.name == "looc_resnet18" and loaded.config == {**TINY["looc_resnet18"], "stem": "standard"}
     torch.testing.assert_close(loaded.eval()(x, audio_space.ones()), enc(x, audio_space.ones()))
     with pytest.raises(ValueError, match="branches but LooC has 2 heads"):
         build_method(enc, MethodConfig(name="looc", looc_entries=["noise"], **SMALL))

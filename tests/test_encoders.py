@@ -180,3 +180,28 @@ def test_bf16_autocast_matches_float32(name, audio_space):
     assert low.dtype in (torch.bfloat16, torch.float32)
     cos = torch.nn.functional.cosine_similarity(low.float(), ref, dim=1)
     assert cos.min() > 0.99
+
+
+@pytest.mark.parametrize("name", ["hyper_resnet18", "resnet18", "looc_resnet18"])
+def test_small_stem_keeps_resolution_and_round_trips(name, audio_space, tmp_path):
+    from core import load_encoder, save_encoder
+
+    enc = build_encoder(name, audio_space, **{**TINY[name], "stem": "small"}).eval()
+    assert enc.config["stem"] == "small"
+    conv1 = enc.conv1 if name.startswith("hyper") else enc.net.conv1 if name == "resnet18" else enc.net.net.conv1
+    assert conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
+    x = torch.randn(2, 3, 32, 32)
+    z = enc(x, audio_space.ones())
+    assert z.shape == (2, enc.num_features) and torch.isfinite(z).all()
+    torch.testing.assert_close(enc.specialise(audio_space.ones())(x), z, rtol=1e-5, atol=1e-5)
+    loaded = load_encoder(save_encoder(enc, tmp_path / "enc.pt")).eval()
+    assert loaded.config["stem"] == "small"
+    torch.testing.assert_close(loaded(x, audio_space.ones()), z)
+    with pytest.raises(ValueError, match="stem must be one of"):
+        build_encoder(name, audio_space, **{**TINY[name], "stem": "cifar"})
+
+
+def test_small_stem_cannot_be_exported_to_torchvision(audio_space):
+    enc = build_encoder("hyper_resnet18", audio_space, in_chans=3, width=64, stem="small")
+    with pytest.raises(ValueError, match="standard stem"):
+        enc.export_torchvision(audio_space.ones())

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from core.encoders.base import DescriptorGroups, InvarianceEncoder, group_descriptors
-from core.encoders.resnet import STAGE_DEPTHS, ResNet, init_resnet_, stage_plan
+from core.encoders.resnet import STAGE_DEPTHS, ResNet, init_resnet_, make_stem, stage_plan
 from core.hyper import HyperConv2d, centre_embedding
 from core.invariance import InvarianceSpace
 
@@ -88,6 +88,8 @@ class HyperResNet(InvarianceEncoder):
         generator: ``"lowrank"`` (default, ~1.4x a plain ResNet's parameters) or ``"full"``
             (the paper's ``Linear(H -> out*in*k*k)``, ~33x); see :mod:`core.hyper`.
         base_fraction: low-rank form, share of initial kernel variance in the fixed base.
+        stem: ``"standard"`` (7x7 stride 2 + max-pool) or ``"small"`` (3x3 stride 1, for 32-64
+            px images); see ``core.encoders.resnet.STEMS``.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class HyperResNet(InvarianceEncoder):
         hidden_dim: int = 32,
         generator: str = "lowrank",
         base_fraction: float = 0.5,
+        stem: str = "standard",
     ) -> None:
         super().__init__()
         if depth not in BLOCK_KINDS:
@@ -114,12 +117,12 @@ class HyperResNet(InvarianceEncoder):
             "hidden_dim": hidden_dim,
             "generator": generator,
             "base_fraction": base_fraction,
+            "stem": stem,
         }
         kind = BLOCK_KINDS[depth]
-        self.conv1 = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
+        self.conv1, self.maxpool = make_stem(in_chans, width, stem)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         gen = {"hidden_dim": hidden_dim, "form": generator, "base_fraction": base_fraction}
         plan = iter(stage_plan(depth, width, EXPANSION[kind]))
         for stage, count in enumerate(STAGE_DEPTHS[depth]):
@@ -179,24 +182,26 @@ class HyperResNet(InvarianceEncoder):
             if ".generator." not in key and ".embed." not in key
         }
         state.update({f"{path}.weight": k for path, k in self.generate_kernels(inv).items()})
-        plain = ResNet(self.depth, self.config["in_chans"], self.config["width"]).to(self.conv1.weight)
+        plain = ResNet(self.depth, self.config["in_chans"], self.config["width"], self.config["stem"])
+        plain = plain.to(self.conv1.weight)
         plain.load_state_dict(state, strict=True)  # after .to(): no rounding through float32
         return plain.train(self.training)
 
     def export_torchvision(self, inv: Tensor) -> dict[str, Tensor]:
         """State dict for ``torchvision.models.resnet18/50`` with ``conv1`` adapted to
         ``in_chans`` and ``fc = nn.Identity()``; needs the standard width of 64."""
-        if self.config["width"] != 64:
+        if self.config["width"] != 64 or self.config["stem"] != "standard":
             raise ValueError(
-                f"torchvision's ResNet has a fixed first-stage width of 64; this encoder has "
-                f"width={self.config['width']} (use specialise() for a plain module instead)"
+                f"torchvision's ResNet has a fixed first-stage width of 64 and the standard stem; this "
+                f"encoder has width={self.config['width']}, stem={self.config['stem']!r} (use specialise() "
+                f"for a plain module instead)"
             )
         return {k: v.detach().clone() for k, v in self.specialise(inv).state_dict().items()}
 
 
 def hyper_resnet18(space: InvarianceSpace, **kwargs) -> HyperResNet:
     """Hyper-ResNet18 (audio default). kwargs: in_chans, width, embed_dim, hidden_dim,
-    generator, base_fraction."""
+    generator, base_fraction, stem."""
     return HyperResNet(space, depth=18, **kwargs)
 
 

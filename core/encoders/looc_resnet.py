@@ -26,11 +26,11 @@ class BranchedResNet(nn.Module):
     copies of it on the shared trunk.
     """
 
-    def __init__(self, depth: int, in_chans: int, width: int, branches: int) -> None:
+    def __init__(self, depth: int, in_chans: int, width: int, branches: int, stem: str = "standard") -> None:
         super().__init__()
         if isinstance(branches, bool) or not isinstance(branches, int) or branches < 1:
             raise ValueError(f"branches must be an int >= 1, got {branches!r}")
-        self.net = ResNet(depth, in_chans, width)
+        self.net = ResNet(depth, in_chans, width, stem)
         extra = [copy.deepcopy(self.net.layer4) for _ in range(branches - 1)]
         for stage in extra:
             init_resnet_(stage)  # fresh He weights: the copies must not start identical
@@ -60,16 +60,17 @@ class LooCResNetEncoder(InvarianceEncoder):
         width: first-stage channels.
         branches: number of last stages; None = ``space.dim + 1`` (one per space entry plus
             the all-invariant space, LooC's default heads).
+        stem: ``"standard"`` or ``"small"`` (``core.encoders.resnet.STEMS``).
     """
 
     def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64,
-                 branches: int | None = None) -> None:
+                 branches: int | None = None, stem: str = "standard") -> None:
         super().__init__()
         self.space = space
         self.name = f"looc_resnet{depth}"
         branches = space.dim + 1 if branches is None else branches
-        self.config = {"in_chans": in_chans, "width": width, "branches": branches}
-        self.net = BranchedResNet(depth, in_chans, width, branches)
+        self.config = {"in_chans": in_chans, "width": width, "branches": branches, "stem": stem}
+        self.net = BranchedResNet(depth, in_chans, width, branches, stem)
         self.branches = branches
         self.num_features = self.net.num_features
 
@@ -90,10 +91,10 @@ class LooCResNetEncoder(InvarianceEncoder):
 
 
 def looc_resnet18(space: InvarianceSpace, **kwargs) -> LooCResNetEncoder:
-    """LooC++ ResNet18 (kwargs: ``in_chans``, ``width``, ``branches``)."""
+    """LooC++ ResNet18 (kwargs: ``in_chans``, ``width``, ``branches``, ``stem``)."""
     return LooCResNetEncoder(space, depth=18, **kwargs)
 
 
 def looc_resnet50(space: InvarianceSpace, **kwargs) -> LooCResNetEncoder:
-    """LooC++ ResNet50 (kwargs: ``in_chans``, ``width``, ``branches``)."""
+    """LooC++ ResNet50 (kwargs: ``in_chans``, ``width``, ``branches``, ``stem``)."""
     return LooCResNetEncoder(space, depth=50, **kwargs)

@@ -16,6 +16,22 @@ from core.encoders.base import InvarianceEncoder
 from core.invariance import InvarianceSpace
 
 STAGE_DEPTHS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3)}
+# "standard": 7x7 stride-2 convolution + 3x3 stride-2 max-pool (ImageNet-sized inputs, /4);
+# "small": 3x3 stride-1 convolution, no pooling (32-64 px images, as CIFAR ResNets do).
+STEMS = ("standard", "small")
+
+
+def make_stem(in_chans: int, width: int, stem: str = "standard") -> tuple[nn.Conv2d, nn.Module]:
+    """``(conv1, maxpool)`` of a ResNet stem (see ``STEMS``).
+
+    Raises:
+        ValueError: an unknown stem (lists the known ones).
+    """
+    if stem == "standard":
+        return nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False), nn.MaxPool2d(3, stride=2, padding=1)
+    if stem == "small":
+        return nn.Conv2d(in_chans, width, 3, stride=1, padding=1, bias=False), nn.Identity()
+    raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -100,16 +116,16 @@ class ResNet(nn.Module):
         depth: 18 (BasicBlock) or 50 (Bottleneck).
         in_chans: input channels (1 for log-mel spectrograms, 3 for images).
         width: channels of the first stage (64 in the standard network).
+        stem: ``"standard"`` or ``"small"`` (see ``STEMS``).
     """
 
-    def __init__(self, depth: int = 18, in_chans: int = 3, width: int = 64) -> None:
+    def __init__(self, depth: int = 18, in_chans: int = 3, width: int = 64, stem: str = "standard") -> None:
         super().__init__()
         block = BasicBlock if depth == 18 else Bottleneck
         plan = stage_plan(depth, width, block.expansion)
-        self.conv1 = nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)
+        self.conv1, self.maxpool = make_stem(in_chans, width, stem)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         blocks = iter(plan)
         for stage, count in enumerate(STAGE_DEPTHS[depth]):
             layer = nn.Sequential(*(block(*next(blocks)) for _ in range(count)))
@@ -137,12 +153,13 @@ def init_resnet_(model: nn.Module) -> None:
 class ResNetEncoder(InvarianceEncoder):
     """Baseline: an ordinary ResNet that validates and then ignores the descriptor."""
 
-    def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64) -> None:
+    def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64,
+                 stem: str = "standard") -> None:
         super().__init__()
         self.space = space
         self.name = f"resnet{depth}"
-        self.config = {"in_chans": in_chans, "width": width}
-        self.net = ResNet(depth, in_chans, width)
+        self.config = {"in_chans": in_chans, "width": width, "stem": stem}
+        self.net = ResNet(depth, in_chans, width, stem)
         self.num_features = self.net.num_features
 
     def forward(self, x: Tensor, inv: Tensor) -> Tensor:
@@ -157,10 +174,10 @@ class ResNetEncoder(InvarianceEncoder):
 
 
 def resnet18(space: InvarianceSpace, **kwargs) -> ResNetEncoder:
-    """Plain ResNet18 baseline (kwargs: ``in_chans``, ``width``)."""
+    """Plain ResNet18 baseline (kwargs: ``in_chans``, ``width``, ``stem``)."""
     return ResNetEncoder(space, depth=18, **kwargs)
 
 
 def resnet50(space: InvarianceSpace, **kwargs) -> ResNetEncoder:
-    """Plain ResNet50 baseline (kwargs: ``in_chans``, ``width``)."""
+    """Plain ResNet50 baseline (kwargs: ``in_chans``, ``width``, ``stem``)."""
     return ResNetEncoder(space, depth=50, **kwargs)
