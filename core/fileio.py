@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -61,3 +62,27 @@ def safe_load(path: str | os.PathLike, what: str, map_location: str | torch.devi
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError...
         raise ValueError(f"{what} {path} is corrupt or not a torch file: {type(err).__name__}: {err}") from err
+
+
+# The only globals a pickled numpy array (or dict/list of arrays) needs.
+NUMPY_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # protocol-2 pickles store array bytes via codecs.encode
+}
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves numpy's array and scalar constructors only, so a crafted
+    file (a dataset's split or array pickle) cannot import and run anything else.
+
+    Raises (on ``load()``):
+        pickle.UnpicklingError: the file names any other global (the message names it).
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
+        return super().find_class(module, name)

@@ -17,22 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from core.fileio import NumpyOnlyUnpickler
+
 SPLITS = ("train", "val", "test")
-
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # protocol-2 pickles store array bytes via codecs.encode
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
-        return super().find_class(module, name)
 
 
 def _read_split_object(path: Path) -> Any:
@@ -48,7 +35,7 @@ def _read_split_object(path: Path) -> Any:
             _, _, dtype = np.lib.format._read_array_header(stream, version)  # version 3 (utf-8 names)
         if not dtype.hasobject:
             return np.load(io.BytesIO(raw), allow_pickle=False)
-    return _NumpyOnlyUnpickler(stream).load()
+    return NumpyOnlyUnpickler(stream).load()
 
 
 def load_class_split(path: str | Path, class_names: Sequence[str] | None = None) -> dict[str, list[str]]:

@@ -16,21 +16,7 @@ import numpy as np
 import torch
 
 from aivision.data.base import ImageDataset, ImageRecord, Task
-
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),  # protocol-2 pickles store array bytes via codecs.encode
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
-        return super().find_class(module, name)
+from core.fileio import NumpyOnlyUnpickler
 
 
 def load_array_pickle(path: Path, dataset: str, keys: Sequence[str]) -> dict[str, Any]:
@@ -46,7 +32,7 @@ def load_array_pickle(path: Path, dataset: str, keys: Sequence[str]) -> dict[str
     """
     try:
         with open(path, "rb") as handle:
-            obj = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+            obj = NumpyOnlyUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
         raise ValueError(f"{dataset}: {path} is not a pickle of numpy arrays ({err})") from err
     if not isinstance(obj, dict):
