@@ -8,7 +8,7 @@ for some augmentations) and batch several views into one render call.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -74,3 +74,48 @@ def split_rows(x: Tensor, parts: int) -> list[Tensor]:
     if x.shape[0] % parts:
         raise ValueError(f"split_rows: {x.shape[0]} rows do not split into {parts} equal parts")
     return list(x.chunk(parts)) if parts > 1 else [x]
+
+
+def entry_mapping(names: Sequence[str], groups: Mapping[str, Sequence[str]], augmentations: Sequence[str],
+                  modality: str) -> Tensor:
+    """``(K, A)`` bool: which of the modality's ``augmentations`` each space entry switches on.
+
+    An entry is an augmentation (itself) or a group name (its members).
+
+    Raises:
+        ValueError: an entry that is neither an augmentation nor a group (lists the allowed
+            names), or a group with an unknown member.
+    """
+    allowed = list(augmentations) + [g for g in groups if g not in augmentations]
+    rows = []
+    for name in names:
+        members = (name,) if name in augmentations else groups.get(name)
+        if members is None:
+            raise ValueError(f"invariance space entry {name!r} is neither {modality} augmentation nor "
+                             f"a group; allowed names: {allowed}")
+        unknown = [m for m in members if m not in augmentations]
+        if unknown:
+            raise ValueError(f"group {name!r} lists unknown augmentations {unknown}; allowed: {list(augmentations)}")
+        rows.append([a in members for a in augmentations])
+    return torch.tensor(rows, dtype=torch.bool).view(len(rows), len(augmentations))
+
+
+def active_augmentations(space: Any, mapping: Tensor, descriptor: Tensor | Sequence[float], batch_size: int,
+                         items: str = "items") -> Tensor:
+    """Which augmentations each batch item may use, ``(B, A)`` bool on the CPU.
+
+    An entry counts as on when it is > 0.5 (binary in pre-training; a continuous descriptor is
+    thresholded), and an augmentation is active when any entry that maps to it is on.
+
+    Args:
+        space: the ``InvarianceSpace`` (validates the descriptor).
+        mapping: ``(K, A)`` from :func:`entry_mapping`.
+        descriptor: ``(K,)`` shared by the batch or ``(B, K)``.
+        batch_size: B.
+        items: what the batch holds, for the error message (``clips``, ``images``).
+    """
+    d = space.check(descriptor).detach().cpu()
+    if d.dim() == 2 and d.shape[0] != batch_size:
+        raise ValueError(f"descriptor batch has shape {tuple(d.shape)} but the batch has {batch_size} {items}")
+    act = ((d > 0.5).float() @ mapping.float()) > 0
+    return act.expand(batch_size, -1).clone() if act.dim() == 1 else act

@@ -14,6 +14,7 @@ import torch
 from aiaudio.augment.config import AugmentConfig
 from aiaudio.augment.sampling import Params, sample_params
 from aiaudio.space import AUDIO_AUGMENTATIONS, FREQUENCY_GROUP, TIME_GROUP
+from core.augparams import active_augmentations, entry_mapping
 from core.invariance import InvarianceSpace
 from core.lazy import LazyRegistry
 
@@ -24,23 +25,6 @@ BACKENDS: Mapping[str, type] = LazyRegistry("augmentation backend", {
     "batched": "aiaudio.augment.batched:BatchedAugmenter",
     "audiomentations": "aiaudio.augment.reference:AudiomentationsAugmenter",
 })
-
-
-def _mapping(names: Sequence[str], groups: Mapping[str, Sequence[str]]) -> torch.Tensor:
-    """``(K, 7)`` bool: which augmentations each descriptor entry switches on."""
-    allowed = list(AUDIO_AUGMENTATIONS) + [g for g in groups if g not in AUDIO_AUGMENTATIONS]
-    rows = []
-    for name in names:
-        members = (name,) if name in AUDIO_AUGMENTATIONS else groups.get(name)
-        if members is None:
-            raise ValueError(f"invariance space entry {name!r} is neither an audio augmentation nor "
-                             f"a group; allowed names: {allowed}")
-        unknown = [m for m in members if m not in AUDIO_AUGMENTATIONS]
-        if unknown:
-            raise ValueError(f"group {name!r} lists unknown augmentations {unknown}; "
-                             f"allowed: {list(AUDIO_AUGMENTATIONS)}")
-        rows.append([a in members for a in AUDIO_AUGMENTATIONS])
-    return torch.tensor(rows, dtype=torch.bool)
 
 
 class AudioPolicy:
@@ -63,7 +47,7 @@ class AudioPolicy:
         self.space = space
         self.config = config if config is not None else AugmentConfig()
         self.groups = dict(DEFAULT_GROUPS if groups is None else groups)
-        self.mapping = _mapping(space.names, self.groups)
+        self.mapping = entry_mapping(space.names, self.groups, AUDIO_AUGMENTATIONS, "an audio")
         self.backend_name = self.config.backend if backend is None else backend
         if self.backend_name not in BACKENDS:
             raise ValueError(f"unknown augmentation backend {self.backend_name!r}; "
@@ -84,13 +68,7 @@ class AudioPolicy:
         Returns:
             ``(B, 7)`` bool tensor on the CPU, columns in ``AUDIO_AUGMENTATIONS`` order.
         """
-        d = self.space.check(descriptor).detach().cpu()
-        if d.dim() == 2 and d.shape[0] != batch_size:
-            raise ValueError(f"descriptor batch has shape {tuple(d.shape)} but the batch has "
-                             f"{batch_size} clips")
-        on = (d > 0.5).float()
-        act = (on @ self.mapping.float()) > 0
-        return act.expand(batch_size, -1).clone() if act.dim() == 1 else act
+        return active_augmentations(self.space, self.mapping, descriptor, batch_size, "clips")
 
     def augment(self, wave: torch.Tensor, descriptor: torch.Tensor | Sequence[float],
                 generator: torch.Generator, return_params: bool = False

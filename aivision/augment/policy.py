@@ -20,6 +20,7 @@ from torch import Tensor
 from aivision.augment.config import VISION_AUGMENTATIONS, VisionAugmentConfig
 from aivision.augment.ops import check_images, crop_flip_resize, normalize, to_unit_float
 from aivision.augment.sampling import Params, sample_params
+from core.augparams import active_augmentations, entry_mapping
 from core.invariance import InvarianceSpace
 from core.lazy import LazyRegistry
 
@@ -36,25 +37,9 @@ BACKENDS: Mapping[str, type] = LazyRegistry("vision augmentation backend", {
 
 
 def augmentation_mapping(names: Sequence[str], groups: Mapping[str, Sequence[str]]) -> Tensor:
-    """``(K, 6)`` bool: which augmentations each descriptor entry switches on.
-
-    Raises:
-        ValueError: an entry that is neither an augmentation nor a group (lists the allowed
-            names), or a group with an unknown member.
-    """
-    allowed = list(VISION_AUGMENTATIONS) + [g for g in groups if g not in VISION_AUGMENTATIONS]
-    rows = []
-    for name in names:
-        members = (name,) if name in VISION_AUGMENTATIONS else groups.get(name)
-        if members is None:
-            raise ValueError(f"invariance space entry {name!r} is neither a vision augmentation nor "
-                             f"a group; allowed names: {allowed}")
-        unknown = [m for m in members if m not in VISION_AUGMENTATIONS]
-        if unknown:
-            raise ValueError(f"group {name!r} lists unknown augmentations {unknown}; "
-                             f"allowed: {list(VISION_AUGMENTATIONS)}")
-        rows.append([a in members for a in VISION_AUGMENTATIONS])
-    return torch.tensor(rows, dtype=torch.bool).view(len(rows), len(VISION_AUGMENTATIONS))
+    """``(K, 6)`` bool: which augmentations each descriptor entry switches on
+    (``core.augparams.entry_mapping`` over ``VISION_AUGMENTATIONS``)."""
+    return entry_mapping(names, groups, VISION_AUGMENTATIONS, "a vision")
 
 
 class VisionPolicy:
@@ -100,12 +85,7 @@ class VisionPolicy:
         Returns:
             ``(B, 6)`` bool on the CPU, columns in ``VISION_AUGMENTATIONS`` order.
         """
-        d = self.space.check(descriptor).detach().cpu()
-        if d.dim() == 2 and d.shape[0] != batch_size:
-            raise ValueError(f"descriptor batch has shape {tuple(d.shape)} but the batch has "
-                             f"{batch_size} images")
-        act = ((d > 0.5).float() @ self.mapping.float()) > 0
-        return act.expand(batch_size, -1).clone() if act.dim() == 1 else act
+        return active_augmentations(self.space, self.mapping, descriptor, batch_size, "images")
 
     def sample(self, descriptor: Tensor | Sequence[float], batch_size: int, generator: torch.Generator,
                image_size: tuple[int, int] | None = None) -> Params:
