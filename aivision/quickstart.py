@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import Tensor
 
 from aivision.modality import make_vision_modality
 from aivision.synthetic import FACTORS, SyntheticImageConfig, factor_names, synthesise
@@ -65,24 +66,26 @@ def load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
     return encoder.eval(), extra
 
 
-def task_images(task: str, extra: dict[str, Any], settings: EvalSettings, offset: int, size: int) -> TensorClips:
-    """Fresh synthetic images labelled by factor ``task``, as encoder inputs for ``extra``'s pipeline."""
+def encoder_inputs(extra: dict[str, Any], settings: EvalSettings, offset: int) -> tuple[Tensor, dict[str, Tensor]]:
+    """Fresh synthetic images (indices from ``offset``) rendered at the run's ``load_size`` and
+    prepared as ``extra``'s pipeline does: ``(inputs (N, 3, S, S), factors {name: (N,)})``."""
     from aivision.augment.ops import normalize, to_unit_float
     from aivision.images import resize_center_crop
 
-    config = SyntheticImageConfig(n_images=settings.images, size=size, offset=offset)
+    config = SyntheticImageConfig(n_images=settings.images, size=int(extra.get("load_size", 32)), offset=offset)
     images, factors = synthesise(range(offset, offset + settings.images), config)
     side = int(extra["image_size"])
     x = torch.stack([resize_center_crop(image, side) for image in images]) if images.shape[-1] != side else images
     x = to_unit_float(x)
-    if extra.get("normalize", True):
-        x = normalize(x, extra["mean"], extra["std"])
-    return TensorClips(x, factors[task], class_names=factor_names(config)[task])
+    return (normalize(x, extra["mean"], extra["std"]) if extra.get("normalize", True) else x), factors
 
 
-def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[str], image_size: int,
+def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[str],
              progress: bool = False) -> list[dict[str, Any]]:
     """Few-shot accuracy per task for the baseline, AI-SimCLR (ones) and AI-SimCLR (learned).
+
+    The test and training images are rendered and prepared once per model and serve every
+    task (only the labels differ).
 
     Returns:
         One row per task: ``task``, ``ways``, the three accuracies and 95 % intervals
@@ -93,15 +96,22 @@ def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[
     runs = [("simclr", "simclr", "fixed:ones"), ("ai_ones", "ai_simclr", "fixed:ones"),
             ("ai_learned", "ai_simclr", "dataset")]
     classes = factor_names(SyntheticImageConfig())
+    inputs = {(model, offset): encoder_inputs(loaded[model][1], settings, offset)
+              for model in loaded for offset in (TEST_OFFSET, TRAIN_OFFSET)}
+
+    def clips(model: str, offset: int, task: str) -> TensorClips:
+        x, factors = inputs[model, offset]
+        return TensorClips(x, factors[task], class_names=classes[task])
+
     rows = []
     for task in tasks:
         ways = min(settings.max_ways, len(classes[task]))
         row: dict[str, Any] = {"task": task, "ways": ways, "sensitive_to": list(EXPECTED[task]),
                                "descriptor_names": names}
         for key, model, descriptor in runs:
-            encoder, extra = loaded[model]
-            test = task_images(task, extra, settings, TEST_OFFSET, image_size)
-            train = task_images(task, extra, settings, TRAIN_OFFSET, image_size) if descriptor == "dataset" else None
+            encoder = loaded[model][0]
+            test = clips(model, TEST_OFFSET, task)
+            train = clips(model, TRAIN_OFFSET, task) if descriptor == "dataset" else None
             config = FewShotConfig(ways=ways, shots=settings.shots, queries=settings.queries,
                                    episodes=settings.episodes, seed=settings.seed, descriptor=descriptor,
                                    train_episodes=settings.train_episodes, inner_steps=settings.inner_steps)
@@ -143,10 +153,9 @@ def run_quickstart(out: str | Path = "runs/quickstart_vision", overrides: Sequen
     start = time.perf_counter()
     encoders = {label: train_or_reuse(label, out, CONFIG, overrides, model, make_vision_modality, progress)
                 for label, model in MODELS.items()}
-    size = int(read_encoder_file(encoders["ai_simclr"])[1].get("load_size", 32))
     print(f"few-shot evaluation ({settings.shots}-shot, {settings.queries} queries, {settings.episodes} "
           f"episodes per task, ridge readout, fresh images)...")
-    rows = evaluate(encoders, settings, tasks, size, progress=progress)
+    rows = evaluate(encoders, settings, tasks, progress=progress)
     table = report(rows)
     print(table)
     figures = plots(rows, out)
