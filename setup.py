@@ -17,6 +17,7 @@ setup(
         "torchaudio>=2.11",
         "timm>=1.0",
         "librosa>=0.11",
+        "numba>=0.60",
         "audiomentations>=0.43",
         "soundfile>=0.13",
         "pyyaml>=6.0",

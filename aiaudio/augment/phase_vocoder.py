@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aiaudio.augment import cpu_kernels
 from aiaudio.augment.ops import work_dtype
 from aiaudio.augment.resample import resample
 
@@ -66,14 +67,17 @@ def _ola_envelope(n_fft: int, hop: int, n_frames: int, device: torch.device, dty
 def stft(x: Tensor, n_fft: int, hop: int) -> Tensor:
     """``(B, L)`` real -> ``(B, 1 + L // hop, n_fft // 2 + 1)`` complex, frames first."""
     window = hann_window(n_fft, x.device, x.dtype)
-    spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True)
-    return spec.transpose(1, 2)
+    frames = F.pad(x, (n_fft // 2, n_fft // 2)).unfold(1, n_fft, hop) * window  # (B, N, n_fft)
+    return torch.fft.rfft(frames, dim=2)  # torch.stft(center=True) framing, frames first, one copy
 
 
 def istft(spec: Tensor, n_fft: int, hop: int, length: int) -> Tensor:
     """Inverse of :func:`stft`: ``(B, M, F)`` complex -> ``(B, length)`` (zeros past frame M)."""
     n, m_frames, _ = spec.shape
     window = hann_window(n_fft, spec.device, spec.real.dtype)
+    if cpu_kernels.enabled(spec):
+        envelope = _ola_envelope(n_fft, hop, m_frames, spec.device, window.dtype)
+        return cpu_kernels.overlap_add(torch.fft.irfft(spec, n=n_fft, dim=2), window, envelope, hop, n_fft // 2, length)
     frames = torch.fft.irfft(spec, n=n_fft, dim=2).mul_(window)  # (B, M, n_fft)
     if n_fft % hop:
         total = (m_frames - 1) * hop + n_fft
@@ -114,7 +118,15 @@ def _from_louder_neighbour(values: Tensor, mag: Tensor) -> Tensor:
 
 
 def vocode(spec: Tensor, positions: Tensor, lock: bool = True) -> Tensor:
-    """Read STFT frames at fractional positions with phase accumulation.
+    """:func:`vocode_tensor`, run by the compiled kernel of :mod:`aiaudio.augment.cpu_kernels`
+    for complex64 on the CPU (same arithmetic, about 12x faster there). Shapes as there."""
+    if cpu_kernels.enabled(spec):
+        return cpu_kernels.vocode(spec, positions, lock, SILENT_RATIO[torch.float32])
+    return vocode_tensor(spec, positions, lock)
+
+
+def vocode_tensor(spec: Tensor, positions: Tensor, lock: bool = True) -> Tensor:
+    """Read STFT frames at fractional positions with phase accumulation (tensor code, any device).
 
     Phases are carried as unit phasors (no angle, cos or sin): the phase advance from input
     frame ``i`` to ``i + 1`` is ``u[i + 1] * conj(u[i])`` and output phasors are cumulative
@@ -177,7 +189,7 @@ def _grouped(values: Tensor, frames_per_row: Callable[[Tensor], float], n_bins: 
     while lo < n:  # a few groups of rows, never one iteration per row unless B is tiny
         size = min(chunk, max(1, int(MAX_CELLS // (frames_per_row(values[order[lo:lo + chunk]]) * n_bins))))
         idx = order[lo:lo + size]
-        out[idx] = run(idx, values[idx])
+        out.index_copy_(0, idx, run(idx, values[idx]))  # (index_put is several times slower)
         lo += size
     return out
 
@@ -207,7 +219,7 @@ def time_stretch(wave: Tensor, rate: Tensor, n_fft: int = 512, hop: int = 256, l
     out = torch.empty_like(x)
     frames = 1 + t_len / hop
     _grouped(rate.to(wave.device, torch.float64), lambda r: frames * (1 + min(1.0, float(r.max()))),
-             n_fft // 2 + 1, lambda idx, r: _stretch(x[idx], r, t_len, n_fft, hop, lock), out)
+             n_fft // 2 + 1, lambda idx, r: _stretch(x.index_select(0, idx), r, t_len, n_fft, hop, lock), out)
     return out.to(wave.dtype)
 
 
@@ -251,8 +263,8 @@ def pitch_shift(wave: Tensor, semitones: Tensor, n_fft: int = 512, hop: int = 25
     for up in (True, False):  # two paths (ratio >= 1 or < 1), each in sorted groups
         idx = ((ratio >= 1.0) == up).nonzero().squeeze(1)
         if idx.numel():
-            sub = x[idx]
+            sub = x.index_select(0, idx)
             part = _grouped(ratio[idx], lambda r: 2.0 * frames, n_fft // 2 + 1,
-                            lambda rows, r: _pitch_rows(sub[rows], r, n_fft, hop, lock), torch.empty_like(sub))
-            out[idx] = part
+                            lambda rows, r: _pitch_rows(sub.index_select(0, rows), r, n_fft, hop, lock), torch.empty_like(sub))
+            out.index_copy_(0, idx, part)
     return out.to(wave.dtype)

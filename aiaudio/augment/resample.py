@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aiaudio.augment import cpu_kernels
 from aiaudio.augment.ops import _check_wave, work_dtype
 
 
@@ -63,6 +64,23 @@ def _keys_cubic(p: Tensor, frac: Tensor) -> Tensor:
     return ((c3 * frac + c2) * frac + 0.5 * d1) * frac + p[1]
 
 
+def _oversampled(spec: Tensor, fft_len: int, t_len: int, oversample: int) -> Tensor:
+    """The first ``t_len * oversample`` samples of the band-limited signal with rFFT ``spec``
+    (of an ``fft_len``-point transform) at ``oversample`` times its rate, ``(B, t_len * os)``.
+
+    Phase ``q`` of the oversampled signal (samples ``q, q + os, ...``) is the signal delayed
+    by ``q / os`` of a sample: one ``fft_len``-point inverse transform of ``spec`` times a
+    linear phase each, instead of one ``os``-times longer transform (cheaper on a CPU, and
+    exactly the same signal).
+    """
+    k = torch.arange(spec.shape[1], device=spec.device, dtype=spec.real.dtype)
+    out = spec.real.new_empty(spec.shape[0], t_len, oversample)
+    for q in range(oversample):
+        delayed = spec if q == 0 else spec * torch.polar(torch.ones_like(k), k * (2.0 * math.pi * q / (oversample * fft_len)))
+        out[:, :, q] = torch.fft.irfft(delayed, n=fft_len, dim=1)[:, :t_len]  # (strided copies: stack is slower)
+    return out.view(spec.shape[0], t_len * oversample)
+
+
 def resample(wave: Tensor, ratio: Tensor, length: int, keep_fraction: Tensor | None = None,
              oversample: int = 2, transition: float = 0.05) -> Tensor:
     """Read each row at ``n * ratio`` for ``n < length``: ``out[b, n] = wave[b](n * ratio[b])``.
@@ -90,12 +108,18 @@ def resample(wave: Tensor, ratio: Tensor, length: int, keep_fraction: Tensor | N
     dtype = work_dtype(wave.dtype)
     fft_len = fft_size(t_len)  # zero-padded to a fast length
     spec = torch.fft.rfft(wave.to(dtype), n=fft_len, dim=1)
+    compiled = cpu_kernels.enabled(spec)
     if keep_fraction is not None:
-        spec *= _lowpass_gain(spec.shape[1], keep_fraction.to(dev), transition, dtype)
+        if compiled:
+            cpu_kernels.lowpass_(spec, keep_fraction, transition)
+        else:
+            spec *= _lowpass_gain(spec.shape[1], keep_fraction.to(dev), transition, dtype)
     if fft_len % 2 == 0:
         spec[:, -1] = 0.0  # the old Nyquist bin has no well-defined interpolation
     dense_len = t_len * oversample
-    dense = torch.fft.irfft(spec, n=fft_len * oversample, dim=1)[:, :dense_len].mul_(oversample)  # (B, L * os)
+    dense = _oversampled(spec, fft_len, t_len, oversample)  # (B, L * os)
+    if compiled:  # the same reads in one compiled pass
+        return cpu_kernels.cubic_read(dense, ratio.to(torch.float64) * oversample, length).to(wave.dtype)
     dense = F.pad(dense, (1, 3))  # index i + 1 holds dense[i]; zeros around the ends
     pos = torch.arange(length, device=dev, dtype=torch.float64)[None, :] * (ratio.to(dev, torch.float64) * oversample)[:, None]
     i0 = pos.to(torch.int64)  # positions are >= 0: truncation is floor
