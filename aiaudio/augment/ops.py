@@ -87,9 +87,9 @@ def fade(wave: Tensor, fraction: Tensor, shape: Tensor, shapes: Sequence[str], d
     shape = shape.to(dev)
     for k, name in enumerate(shapes):  # a few shape names, never the rows
         rows = (shape == k).nonzero().squeeze(1)
-        if rows.numel():
-            sub = u[rows]
-            gain[rows] = torch.where(sub < 1.0, fade_curve(sub, name), 1.0)  # exactly 1 past the ramp
+        if rows.numel():  # (index_select / index_copy_: several times faster than [rows] on a CPU)
+            sub = u.index_select(0, rows)
+            gain.index_copy_(0, rows, fade_curve(sub, name).masked_fill_(sub >= 1.0, 1.0))  # exactly 1 past the ramp
     gain = gain.to(wave.dtype)
     if direction == "in":
         out[:, :l_max] *= gain
