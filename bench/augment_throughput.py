@@ -5,7 +5,10 @@ parameters come from one shared sampler seeded identically), with all seven augm
 active and applied to every clip (p = 1), then the log-mel front end on both views.
 Prints clips per second of each and the ratio batched / audiomentations. Target: >= 20x on
 CPU. Torch's intra-op threads apply to the batched backend; audiomentations works per
-clip on one core, so the table also gives the batched backend on a single thread.
+clip on one core, so the table also gives the batched backend on a single thread. On the
+CPU the batched backend runs its phase vocoder, overlap-add and resampling reads as compiled
+kernels (aiaudio/augment/cpu_kernels.py); the last row switches them off
+(AIAUDIO_CPU_KERNELS=0) to show the eager tensor code alone, as it runs on a GPU.
 
     python bench/augment_throughput.py                  # batch 64, 2 repetitions
     python bench/augment_throughput.py --batch 256 --device cuda
@@ -13,12 +16,13 @@ clip on one core, so the table also gives the batched backend on a single thread
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
 import torch
 
-from aiaudio.augment import AudioPolicy, AugmentConfig
+from aiaudio.augment import AudioPolicy, AugmentConfig, cpu_kernels
 from aiaudio.data.synthetic import SyntheticAudio, SyntheticConfig
 from aiaudio.frontend import FrontendConfig, LogMel
 from aiaudio.space import AUDIO_AUGMENTATIONS, audio_space
@@ -50,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reference-clips", type=int, default=None,
                     help="clips for the (slow) audiomentations run; default: the whole batch")
@@ -69,6 +73,11 @@ def main() -> None:
     with torch.no_grad():
         run(batched, logmel, wave, 0, device)  # warm-up (FFT plans, allocator)
         t_batched = min(run(batched, logmel, wave, 1 + r, device) for r in range(args.reps))
+        t_tensor = float("nan")
+        if device.type == "cpu":
+            os.environ[cpu_kernels.ENV_SWITCH] = "0"
+            t_tensor = min(run(batched, logmel, wave, 1 + r, device) for r in range(args.reps))
+            del os.environ[cpu_kernels.ENV_SWITCH]
         torch.set_num_threads(1)
         t_single = min(run(batched, logmel, wave, 1 + r, torch.device("cpu")) for r in range(args.reps)) \
             if device.type == "cpu" else float("nan")
@@ -84,6 +93,8 @@ def main() -> None:
     print(f"{f'batched ({threads} threads)':<34}{rate_b:>10.1f}{rate_b / rate_r:>8.2f}")
     if device.type == "cpu":
         print(f"{'batched (1 thread)':<34}{rate_1:>10.1f}{rate_1 / rate_r:>8.2f}")
+        rate_t = args.batch / t_tensor
+        print(f"{f'batched, tensor code ({threads} thr.)':<34}{rate_t:>10.1f}{rate_t / rate_r:>8.2f}")
     print(f"target: batched / audiomentations >= 20 -> {'met' if rate_b / rate_r >= 20 else 'NOT met'}")
 
 
