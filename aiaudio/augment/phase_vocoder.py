@@ -13,6 +13,9 @@ rounding.
 Rows are sorted by their parameter and processed in a few groups (``STRETCH_GROUPS``, more
 only when ``MAX_CELLS`` needs smaller groups to bound memory; a group holds at least one
 row), so each group computes only the frames its own rows can reach.
+
+For float32 on the CPU, :func:`vocode` and the overlap-add of :func:`istft` run as compiled
+kernels (:mod:`aiaudio.augment.cpu_kernels`); the tensor code here is their specification.
 """
 from __future__ import annotations
 
@@ -265,6 +268,7 @@ def pitch_shift(wave: Tensor, semitones: Tensor, n_fft: int = 512, hop: int = 25
         if idx.numel():
             sub = x.index_select(0, idx)
             part = _grouped(ratio[idx], lambda r: 2.0 * frames, n_fft // 2 + 1,
-                            lambda rows, r: _pitch_rows(sub.index_select(0, rows), r, n_fft, hop, lock), torch.empty_like(sub))
+                            lambda rows, r: _pitch_rows(sub.index_select(0, rows), r, n_fft, hop, lock),
+                            torch.empty_like(sub))
             out.index_copy_(0, idx, part)
     return out.to(wave.dtype)

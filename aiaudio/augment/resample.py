@@ -76,7 +76,8 @@ def _oversampled(spec: Tensor, fft_len: int, t_len: int, oversample: int) -> Ten
     k = torch.arange(spec.shape[1], device=spec.device, dtype=spec.real.dtype)
     out = spec.real.new_empty(spec.shape[0], t_len, oversample)
     for q in range(oversample):
-        delayed = spec if q == 0 else spec * torch.polar(torch.ones_like(k), k * (2.0 * math.pi * q / (oversample * fft_len)))
+        delay = k * (2.0 * math.pi * q / (oversample * fft_len))  # q / os of a sample, per bin
+        delayed = spec if q == 0 else spec * torch.polar(torch.ones_like(k), delay)
         out[:, :, q] = torch.fft.irfft(delayed, n=fft_len, dim=1)[:, :t_len]  # (strided copies: stack is slower)
     return out.view(spec.shape[0], t_len * oversample)
 
@@ -86,9 +87,11 @@ def resample(wave: Tensor, ratio: Tensor, length: int, keep_fraction: Tensor | N
     """Read each row at ``n * ratio`` for ``n < length``: ``out[b, n] = wave[b](n * ratio[b])``.
 
     The row is optionally low-passed (see :func:`lowpass`), band-limited-interpolated to
-    ``oversample`` times its rate with one FFT (the low-pass is applied in the same FFT),
+    ``oversample`` times its rate from one FFT (the low-pass is applied to that spectrum),
     then read by Keys cubic interpolation, which on the 2x-oversampled signal keeps the level
     within about 0.2 dB up to 0.75 Nyquist. Positions past the end of the row read zeros.
+    For float32 on the CPU the low-pass and the reads run as compiled kernels
+    (:mod:`aiaudio.augment.cpu_kernels`).
 
     Args:
         wave: ``(B, L)``.
