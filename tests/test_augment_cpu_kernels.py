@@ -134,3 +134,40 @@ def test_physical_checks_hold_on_the_tensor_code_too(tensor_code):
     loud = (stretched[0].abs() > 0.5).nonzero()
     assert stretched.shape == (1, SR)
     assert abs(int(loud[-1] - loud[0]) - 8000) < 0.03 * 8000 + 256
+
+
+def _checksum(spec: torch.Tensor) -> float:
+    return float(abs(torch.view_as_real(spec).numpy().astype("float64")).sum())  # numpy: no torch threads
+
+
+def _vocode_in_child(queue, spec, pos) -> None:
+    queue.put(_checksum(vocode(spec, pos)))
+
+
+def test_a_forked_child_runs_the_kernels_after_the_parent_did():
+    """The parent's kernel thread pool exists before the fork; the child must not wait on
+    its (absent) threads. (Only the kernel runs in the child: torch's own threaded ops are not
+    fork-safe, which is why DataLoader workers run with one thread.)"""
+    import multiprocessing
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        spec = stft(_signals(rows=4, length=8000), 512, 256)
+        pos = torch.arange(40, dtype=torch.float64)[None].repeat(4, 1) * 0.8
+        want = _checksum(vocode(spec, pos))
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_vocode_in_child, args=(queue, spec, pos))
+        child.start()
+        try:
+            got = queue.get(timeout=60)
+        except Exception:  # queue.Empty after the timeout
+            got = None
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+        assert got is not None, "the forked child hung on the parent's kernel thread pool"
+        assert child.exitcode == 0 and got == want
+    finally:
+        torch.set_num_threads(threads)

@@ -205,6 +205,11 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiaudio-kernels")
 
 
+# A forked child (e.g. a DataLoader worker) inherits the pool object but not its threads:
+# forget it there, so the child starts its own instead of waiting on threads that do not exist.
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def _run_rows(name: str, rows: list[np.ndarray], *shared) -> None:
     """Run kernel ``name`` on ``rows`` (arrays whose first axis is the batch) and ``shared``
     arguments, in contiguous row blocks over ``torch.get_num_threads()`` threads."""
