@@ -1,15 +1,17 @@
-"""Compiled CPU kernels (numba) for the per-bin loops of the batched phase vocoder.
+"""Compiled CPU kernels (numba) for the inner loops of the pitch shift and time stretch.
 
-Eager PyTorch runs the vocoder as a dozen memory-bound passes over every
+Eager PyTorch runs the phase vocoder as a dozen memory-bound passes over every
 ``rows x frames x bins`` cell (complex abs, gathers, a complex cumulative product, the
-phase-locking gathers); on a CPU that costs about 3-5 ms per 4 s clip. The kernel here does
+phase-locking gathers); on a CPU that costs about 3-5 ms per 4 s clip. :func:`vocode` does
 the same arithmetic in one pass per output frame that stays in the L1 cache, about 12x
-faster. It is used only for float32 tensors on the CPU; CUDA and float64 keep the tensor
-code in :mod:`aiaudio.augment.phase_vocoder`, which is also the specification the tests
-compare this kernel against.
+faster. :func:`overlap_add` (inverse STFT), :func:`lowpass_` and :func:`cubic_read` (the
+resampler) do the same for their loops. They are used only for float32 tensors on the CPU;
+CUDA and float64 keep the tensor code in :mod:`aiaudio.augment.phase_vocoder` and
+:mod:`aiaudio.augment.resample`, which is also the specification the tests compare these
+kernels against.
 
 Rows are independent, so a batch is split into contiguous row blocks that run in a thread
-pool of ``torch.get_num_threads()`` workers (the kernel releases the GIL); a row's result
+pool of ``torch.get_num_threads()`` workers (the kernels release the GIL); a row's result
 does not depend on the other rows of its batch or on the number of threads.
 """
 from __future__ import annotations
@@ -156,7 +158,7 @@ def _lowpass_rows(spec, keep, transition):  # pragma: no cover - compiled
             continue
         width = max(np.float32(transition) * cut, np.float32(1e-9))
         for k in range(n_bins):
-            f = np.float32(k) / np.float32(n_bins - 1)
+            f = np.float32(k) / np.float32(max(n_bins - 1, 1))  # torch.linspace(0, 1, n_bins)
             u = min(max((cut - f) / width, np.float32(0.0)), np.float32(1.0))
             if u < 1.0:
                 g = np.float32(0.5) - np.float32(0.5) * np.float32(math.cos(math.pi * u))
