@@ -222,7 +222,8 @@ def _run_rows(name: str, rows: list[np.ndarray], *shared) -> None:
         kernel(*rows, *shared)
         return
     size = math.ceil(n / workers)
-    jobs = [_pool(workers).submit(kernel, *(a[lo:lo + size] for a in rows), *shared) for lo in range(0, n, size)]
+    jobs = [_pool(workers - 1).submit(kernel, *(a[lo:lo + size] for a in rows), *shared) for lo in range(size, n, size)]
+    kernel(*(a[:size] for a in rows), *shared)  # the first block in this thread, the others in the pool
     for job in jobs:
         job.result()
 
