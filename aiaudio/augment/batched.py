@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from aiaudio.augment.config import AugmentConfig
+from aiaudio.augment.cpu_blocks import run_in_row_blocks
 from aiaudio.augment.ops import add_coloured_noise, fade, same_device, time_mask, time_shift
 from aiaudio.augment.phase_vocoder import pitch_shift, time_stretch
 from aiaudio.augment.sampling import Params, sample_params
@@ -97,7 +98,10 @@ class BatchedAugmenter:
             params: ``{name: {param: (B,) tensor}}`` as made by ``sample_params``, any device.
             generator: on ``wave.device``, draws the noise of ``noise`` and of a noise-filled
                 ``time_mask``. If None, a generator seeded with :func:`params_seed` is used,
-                so the output is a deterministic function of ``wave`` and ``params``.
+                so the output is a deterministic function of ``wave`` and ``params``. On the
+                CPU, batches larger than ``config.cpu_block_rows`` run as row blocks in
+                parallel threads, each drawing its noise from a generator seeded from this
+                one (:mod:`aiaudio.augment.cpu_blocks`).
 
         Returns:
             ``(B, T)`` augmented copy, same dtype and device as ``wave``.
@@ -109,6 +113,13 @@ class BatchedAugmenter:
             generator.manual_seed(params_seed(params))
         elif not same_device(generator.device, wave.device):
             raise ValueError(f"BatchedAugmenter.apply: generator is on {generator.device}, wave on {wave.device}")
+        rows = self.config.cpu_block_rows
+        if wave.device.type == "cpu" and 0 < rows < wave.shape[0]:
+            return run_in_row_blocks(self._apply_rows, wave, params, generator, rows)
+        return self._apply_rows(wave, params, generator)
+
+    def _apply_rows(self, wave: Tensor, params: Params, generator: torch.Generator) -> Tensor:
+        """:meth:`apply` on one block of rows (all of them off the CPU): ``(b, T)`` -> ``(b, T)``."""
         out = wave.clone()
         n = wave.shape[0]
         if out.numel() == 0:

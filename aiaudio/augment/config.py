@@ -104,8 +104,14 @@ class TimeStretchConfig:
 
 @dataclass
 class AugmentConfig:
-    """All seven augmentations plus the backend that applies them."""
+    """All seven augmentations plus the backend that applies them.
+
+    ``cpu_block_rows``: on the CPU the batched backend applies batches larger than this as
+    blocks of this many rows in parallel threads (one intra-op thread each; see
+    :mod:`aiaudio.augment.cpu_blocks`); 0 runs the whole batch at once on torch's threads.
+    """
     backend: Literal["batched", "audiomentations"] = "batched"
+    cpu_block_rows: int = 32
     pitch_shift: PitchShiftConfig = field(default_factory=PitchShiftConfig)
     fade_in: FadeConfig = field(default_factory=FadeConfig)
     fade_out: FadeConfig = field(default_factory=FadeConfig)
@@ -126,8 +132,12 @@ class AugmentConfig:
             data = data["augment"]
         return from_dict(cls, data, str(path))
 
+    def __post_init__(self) -> None:
+        require(isinstance(self.cpu_block_rows, int) and self.cpu_block_rows >= 0,
+                f"augment.cpu_block_rows must be an integer >= 0, got {self.cpu_block_rows!r}")
+
     def of(self, name: str) -> Any:
         """The settings of augmentation ``name``."""
-        if name == "backend" or not hasattr(self, name):
+        if name in ("backend", "cpu_block_rows") or not hasattr(self, name):
             raise KeyError(f"unknown augmentation {name!r}")
         return getattr(self, name)
