@@ -7,8 +7,10 @@ Prints clips per second of each and the ratio batched / audiomentations. Target:
 CPU. Torch's intra-op threads apply to the batched backend; audiomentations works per
 clip on one core, so the table also gives the batched backend on a single thread. On the
 CPU the batched backend runs its phase vocoder, overlap-add and resampling reads as compiled
-kernels (aiaudio/augment/cpu_kernels.py); the last row switches them off
-(AIAUDIO_CPU_KERNELS=0) to show the eager tensor code alone, as it runs on a GPU.
+kernels (aiaudio/augment/cpu_kernels.py), and batches of more than 32 clips as row blocks in
+parallel threads (aiaudio/augment/cpu_blocks.py). Two more rows show the batch as one block
+on torch's threads (cpu_block_rows=0) and the eager tensor code alone, kernels switched
+off (AIAUDIO_CPU_KERNELS=0), as it runs on a GPU.
 
     python bench/augment_throughput.py                  # batch 64, 2 repetitions
     python bench/augment_throughput.py --batch 256 --device cuda
@@ -61,9 +63,12 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     sr = 16000
-    config = AugmentConfig.from_dict({name: {"p": 1.0} for name in AUDIO_AUGMENTATIONS})
+    every = {name: {"p": 1.0} for name in AUDIO_AUGMENTATIONS}
+    config = AugmentConfig.from_dict(every)
     space = audio_space()
     batched = AudioPolicy(space, config, sample_rate=sr, backend="batched")
+    one_block = AudioPolicy(space, AugmentConfig.from_dict({"cpu_block_rows": 0, **every}), sample_rate=sr,
+                            backend="batched")
     reference = AudioPolicy(space, config, sample_rate=sr, backend="audiomentations")
     logmel = LogMel(FrontendConfig(sample_rate=sr)).to(device)
     wave = clips(args.batch, args.seconds, sr)
@@ -73,8 +78,9 @@ def main() -> None:
     with torch.no_grad():
         run(batched, logmel, wave, 0, device)  # warm-up (FFT plans, allocator)
         t_batched = min(run(batched, logmel, wave, 1 + r, device) for r in range(args.reps))
-        t_tensor = float("nan")
+        t_tensor = t_one_block = float("nan")
         if device.type == "cpu":
+            t_one_block = min(run(one_block, logmel, wave, 1 + r, device) for r in range(args.reps))
             os.environ[cpu_kernels.ENV_SWITCH] = "0"
             t_tensor = min(run(batched, logmel, wave, 1 + r, device) for r in range(args.reps))
             del os.environ[cpu_kernels.ENV_SWITCH]
@@ -93,6 +99,8 @@ def main() -> None:
     print(f"{f'batched ({threads} threads)':<34}{rate_b:>10.1f}{rate_b / rate_r:>8.2f}")
     if device.type == "cpu":
         print(f"{'batched (1 thread)':<34}{rate_1:>10.1f}{rate_1 / rate_r:>8.2f}")
+        rate_o = args.batch / t_one_block
+        print(f"{'batched, one block on torch threads':<34}{rate_o:>10.1f}{rate_o / rate_r:>8.2f}")
         rate_t = args.batch / t_tensor
         print(f"{f'batched, tensor code ({threads} thr.)':<34}{rate_t:>10.1f}{rate_t / rate_r:>8.2f}")
     print(f"target: batched / audiomentations >= 20 -> {'met' if rate_b / rate_r >= 20 else 'NOT met'}")
