@@ -15,26 +15,15 @@ do not call this from several threads of one process at once.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Callable
 
 import torch
 from torch import Tensor
 
+from aiaudio.augment.cpu_kernels import thread_pool
 from aiaudio.augment.sampling import Params
 
 ApplyRows = Callable[[Tensor, Params, torch.Generator], Tensor]
-
-
-@lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiaudio-blocks")
-
-
-# A forked child inherits the pool object without its threads: let it start its own.
-os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 def _block(fn: ApplyRows, wave: Tensor, params: Params, seed: int, lo: int, hi: int) -> Tensor:
@@ -70,7 +59,7 @@ def run_in_row_blocks(fn: ApplyRows, wave: Tensor, params: Params, generator: to
             parts = [_block(fn, wave, params, s, lo, min(n, lo + block_rows)) for lo, s in zip(starts, seeds)]
         else:
             torch.set_num_threads(1)  # threads the pool starts now begin with one intra-op thread
-            jobs = [_pool(workers).submit(_block, fn, wave, params, s, lo, min(n, lo + block_rows))
+            jobs = [thread_pool(workers).submit(_block, fn, wave, params, s, lo, min(n, lo + block_rows))
                     for lo, s in zip(starts, seeds)]
             parts = [job.result() for job in jobs]
     finally:

@@ -203,13 +203,15 @@ def _compiled(name: str):
 
 
 @lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiaudio-kernels")
+def thread_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads for CPU work on row blocks (shared by the
+    kernels here and :mod:`aiaudio.augment.cpu_blocks`)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiaudio-cpu")
 
 
 # A forked child (e.g. a DataLoader worker) inherits the pool object but not its threads:
 # forget it there, so the child starts its own instead of waiting on threads that do not exist.
-os.register_at_fork(after_in_child=_pool.cache_clear)
+os.register_at_fork(after_in_child=thread_pool.cache_clear)
 
 
 def _run_rows(name: str, rows: list[np.ndarray], *shared) -> None:
@@ -222,7 +224,8 @@ def _run_rows(name: str, rows: list[np.ndarray], *shared) -> None:
         kernel(*rows, *shared)
         return
     size = math.ceil(n / workers)
-    jobs = [_pool(workers - 1).submit(kernel, *(a[lo:lo + size] for a in rows), *shared) for lo in range(size, n, size)]
+    pool = thread_pool(workers - 1)
+    jobs = [pool.submit(kernel, *(a[lo:lo + size] for a in rows), *shared) for lo in range(size, n, size)]
     kernel(*(a[:size] for a in rows), *shared)  # the first block in this thread, the others in the pool
     for job in jobs:
         job.result()
