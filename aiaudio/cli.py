@@ -86,6 +86,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiaudio", description="Amortised invariance learning for audio.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also AI_DEBUG=1)")
     sub = parser.add_subparsers(dest="command")
     quick = sub.add_parser("quickstart", help="pre-train AI-SimCLR and SimCLR on synthetic audio (CPU, minutes) "
                            "and print few-shot accuracy per task with the descriptor each task chose")

@@ -58,10 +58,60 @@ def add_pareto_command(sub: argparse._SubParsersAction, prog: str) -> None:
     p.set_defaults(func=run)
 
 
+def _overrides_action(parser: argparse.ArgumentParser, command: str | None) -> bool:
+    """Whether ``command``'s sub-parser takes ``a.b=value`` overrides (a positional named overrides)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return any(a.dest == "overrides" for a in action.choices[command]._actions)
+    return False
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``, taking ``a.b=value`` overrides anywhere on the line (also after flags).
+
+    argparse gives a ``nargs="*"`` positional only the first run of bare words; the words after
+    a later flag come back as unknown. Those that look like ``key=value`` are appended to the
+    command's overrides in order; anything else is the usual usage error (exit status 2).
+    """
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    takes_overrides = _overrides_action(parser, getattr(args, "command", None))
+    stray = [word for word in extra if word.startswith("-") or "=" not in word or not takes_overrides]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse ``argv`` and run the chosen sub-command's ``func``; no sub-command prints help."""
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run the chosen sub-command's ``func``; no sub-command prints help.
+
+    The rule every command follows (:mod:`core.errors`): a user error exits 2 with one line
+    naming the file, key or value; a named run failure exits 1 with one line; any other
+    exception is an internal error, one line and exit 1. ``--debug`` anywhere on the line (or
+    ``AI_DEBUG=1``) lets the traceback through instead.
+    """
+    from core.errors import EXIT_FAILED, classify, debug_requested
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or debug_requested()
+    argv = [word for word in argv if word != "--debug"]
+    args = parse_command_line(parser, argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    prefix = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place every escaping error is reported
+        if debug:
+            raise
+        status, message = classify(err)
+        print(f"{prefix}: error: {message}", file=sys.stderr)
+        return status or EXIT_FAILED

@@ -15,6 +15,7 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
+from core.errors import UserError
 from core.fileio import atomic_write
 
 T = TypeVar("T")
@@ -35,7 +36,7 @@ def _parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key is wrong; the message says which and where."""
 
 

@@ -15,10 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from core.errors import UserError
 from core.records import RecordDataset
 
 
-class BadAudioError(RuntimeError):
+class BadAudioError(UserError, RuntimeError):
     """An audio file is unreadable, empty or contains non-finite samples (message names it)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

@@ -19,12 +19,13 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
+from core.errors import UserError
 from core.records import RecordDataset
 
 Task = Literal["classification", "regression"]
 
 
-class BadImageError(RuntimeError):
+class BadImageError(UserError, RuntimeError):
     """An image file is missing, unreadable or empty (the message names it)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

@@ -39,6 +39,7 @@ from core.engine.distributed import (DistContext, ResumableSampler, SigtermFlag,
 from core.engine.metrics import MetricsWriter, descriptor_text, plot_losses
 from core.engine.monitor import OnlineMonitor
 from core.engine.views import method_inputs
+from core.errors import RunError
 from core.invariance import InvarianceSpace
 from core.methods import Method, build_method
 from core.modality import Modality
@@ -47,7 +48,7 @@ from core.optim import build_optimizer, build_scheduler
 DESCRIPTOR_STREAM, AUGMENT_STREAM, SAMPLER_STREAM, LOADER_STREAM = 1, 2, 3, 4
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the descriptor."""
 
 

@@ -1,0 +1,71 @@
+"""The toolkit's two kinds of named failure, and how the command line reports them.
+
+* :class:`UserError`: the input is wrong (a file, a key, a value) and the user can fix it.
+  The message names the file, key or value and says what to do. CLIs exit with status 2.
+* :class:`RunError`: the input was fine but the run could not go on for a reason we can
+  name (a non-finite loss, a full disk, a run directory held by another process). The
+  message says what happened and what was kept. CLIs exit with status 1.
+
+Anything else escaping a command is an internal error: the CLI prints one line naming the
+exception and exits with status 1. ``--debug`` (or ``AI_DEBUG=1`` in the environment) shows
+the traceback instead. Existing error classes (``ConfigError``, ``BadAudioError``, ...)
+derive from one of these two while keeping their built-in bases, so older ``except
+ValueError`` / ``except RuntimeError`` clauses still catch them.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USER = 2
+DEBUG_ENV = "AI_DEBUG"
+
+
+class UserError(Exception):
+    """Bad input the user can fix; the message names the file, key or value."""
+
+    exit_code = EXIT_USER
+
+
+class RunError(Exception):
+    """A run stopped for a named reason that is not the input's fault (exit status 1)."""
+
+    exit_code = EXIT_FAILED
+
+
+class DiskFullError(RunError, OSError):
+    """Writing a file failed because the disk (or quota) is full; the message names the file."""
+
+
+def debug_requested() -> bool:
+    """True when ``AI_DEBUG`` is set to anything but ``""`` / ``0`` / ``false`` / ``no``."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is an ``OSError`` for a full disk or exceeded quota."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def classify(err: BaseException) -> tuple[int, str]:
+    """The exit status and one-line message for an exception that reached the command line.
+
+    ``UserError`` / ``RunError`` carry their own status. Plain ``FileNotFoundError``,
+    ``IsADirectoryError``, ``NotADirectoryError`` and ``PermissionError`` are user errors (a
+    path given was wrong); a full disk is a run error. Everything else is internal (status 1).
+    """
+    if isinstance(err, (UserError, RunError)):
+        return err.exit_code, str(err)
+    if is_disk_full(err):
+        name = getattr(err, "filename", None)
+        where = f" while writing {name}" if name else ""
+        return EXIT_FAILED, f"disk full{where}: free some space and rerun (files already written are intact)"
+    if isinstance(err, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        name = getattr(err, "filename", None)
+        reason = err.strerror or str(err)
+        return EXIT_USER, f"{name}: {reason}" if name else str(err)
+    text = str(err) or type(err).__name__
+    return EXIT_FAILED, (f"internal error ({type(err).__name__}: {text}); rerun with --debug "
+                         f"(or {DEBUG_ENV}=1) to see the traceback")
