@@ -32,6 +32,23 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """Build a mapping, refusing a key given twice (YAML would keep the last one silently)."""
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            first = seen[key]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given on line {first.line + 1}); "
+                "remove one of them", key_node.start_mark)
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def _parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
@@ -51,6 +68,14 @@ def require_probability(name: str, p: float) -> None:
     require(0.0 <= p <= 1.0, f"{name}.p must be in [0, 1], got {p}")
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: ``line L, column C: problem`` where the parser knows them."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"not valid YAML: {where}{problem}"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` (an empty file gives ``{}``)."""
     path = Path(path)
@@ -59,7 +84,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = _parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: {_yaml_problem(err)}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -209,7 +234,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str], schema: Any 
         try:
             value = _parse_yaml(text) if text.strip() else ""
         except yaml.YAMLError as err:
-            raise ConfigError(f"{where}: value {text!r} is not valid YAML: {err}") from err
+            raise ConfigError(f"{where}: value {text!r} is {_yaml_problem(err)}") from err
         fields = _schema_fields(schema) if schema is not None else None
         node = result
         for depth, part in enumerate(parts):
