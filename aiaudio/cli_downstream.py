@@ -118,6 +118,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         import torch
 
         from aiaudio.augment.config import AugmentConfig
+        from aiaudio.clips import clip_name
         from aiaudio.data.crops import Pieces
         from aiaudio.measure import (STRENGTH_UNITS, default_strengths, frontend_prepare, invariance_transforms,
                                      parse_strengths)
@@ -137,7 +138,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         run_measure(args, s.encoder, clean, frontend_prepare(s.frontend, args.batch_size), transforms, strengths,
                     descriptors, STRENGTH_UNITS, {"split": args.split, "clips": len(chosen)},
                     f"invariance on {args.dataset}: {len(chosen)} clips of {classes} ({s.split_note}), "
-                    f"first {args.seconds:g} s piece of each; mean over each strength grid")
+                    f"first {args.seconds:g} s piece of each; mean over each strength grid",
+                    names=[clip_name(data, i) for i in chosen])
     return status[0]
 
 

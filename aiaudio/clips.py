@@ -30,6 +30,13 @@ def _frontend_device(frontend: Frontend) -> torch.device:
     return frontend.logmel.mel_fb.device
 
 
+def clip_name(dataset: AudioDataset, index: int) -> str:
+    """Clip ``index`` of ``dataset`` for messages: ``clip i (path)``, or ``clip i of 'name'``
+    for clips served from memory."""
+    path = dataset.records[int(index)].path
+    return f"clip {int(index)} of {dataset.name!r}" if path is None else f"clip {int(index)} ({path})"
+
+
 class AudioClips(CachedClips):
     """Log-mel pieces of the clips of an ``AudioDataset``.
 
@@ -122,6 +129,10 @@ class AudioClips(CachedClips):
             rows.append(row)
         values = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(fields))
         return cls(dataset, frontend, seconds, targets=values, **kwargs)
+
+    def describe(self, index: int) -> str:
+        """Clip ``index`` named by its audio file (or its position, for clips served from memory)."""
+        return clip_name(self.dataset, index)
 
     def pieces(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Log-mels ``(P, 1, n_mels, frames)`` float32 (CPU) of all pieces of clips ``indices``

@@ -53,7 +53,12 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
 
 
 def clip_split(args: argparse.Namespace, s: "AudioSetup") -> tuple[Any, list[int], list[int], list[int], str]:
-    """The chosen classes' dataset and its seeded clip-level train/val/test indices."""
+    """The chosen classes' dataset and its seeded clip-level train/val/test indices.
+
+    Raises:
+        ValueError: too few clips to split; TooFewClassesError: a classification training
+            split of fewer than 2 classes (names the dataset and the class found).
+    """
     data = choose_part(s, args.split, args.dataset)
     if args.task == "classification":
         labels = torch.from_numpy(data.labels)
@@ -64,6 +69,11 @@ def clip_split(args: argparse.Namespace, s: "AudioSetup") -> tuple[Any, list[int
     train, val, test = stratified_split(labels, args.val_fraction, args.test_fraction, args.seed)
     if not train or not test:
         raise ValueError(f"--dataset {args.dataset}: {len(data)} clips are too few for a train/test split")
+    if args.task == "classification":
+        from core.downstream.checks import check_classes
+
+        check_classes(labels[train], data.class_names,
+                      f"--dataset {args.dataset}: the training split of its {args.split} classes")
     how = "stratified by class" if args.task == "classification" else "random"
     classes = "all classes" if args.split == "all" else f"the {args.split} classes"
     note = (f"clip-level split {how} (seed {args.seed}) of {classes}: train {len(train)}, "
@@ -83,20 +93,26 @@ def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
     """``(encoder in eval mode, extra)`` of an encoder file or checkpoint for the audio space.
 
     Raises:
-        FileNotFoundError / ValueError: missing or foreign file, encoder trained on another
-            space or for inputs with another channel count (names the file).
+        EncoderFileMissing / EncoderFileError (user errors): missing file, a directory, a
+            damaged or foreign file, an encoder trained on another space or for inputs with
+            another channel count (names the file).
     """
-    from core.encoders.serialise import read_encoder_file
+    from core.encoders.serialise import EncoderFileError, EncoderFileMissing, read_encoder_file
 
-    if not Path(path).expanduser().is_file():
-        raise FileNotFoundError(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
-    encoder, extra = read_encoder_file(Path(path).expanduser(), map_location=device)
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
+                               f"such as last.pt) inside it")
+    if not file.is_file():
+        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
+    encoder, extra = read_encoder_file(file, map_location=device)
     if tuple(encoder.space.names) != AUDIO_AUGMENTATIONS:
-        raise ValueError(f"{path}: the encoder was trained on the space {list(encoder.space.names)}, not the "
-                         f"audio space {list(AUDIO_AUGMENTATIONS)}")
+        raise EncoderFileError(f"{path}: the encoder was trained on the space {list(encoder.space.names)}, not the "
+                               f"audio space {list(AUDIO_AUGMENTATIONS)}; give an audio encoder (aivision reads "
+                               f"image encoders)")
     chans = encoder.config.get("in_chans") if isinstance(getattr(encoder, "config", None), dict) else None
     if chans is not None and chans != 1:
-        raise ValueError(f"{path}: the encoder takes {chans} input channels; audio log-mels have 1")
+        raise EncoderFileError(f"{path}: the encoder takes {chans} input channels; audio log-mels have 1")
     return encoder, extra
 
 

@@ -110,6 +110,15 @@ def _task_fields(args: argparse.Namespace, s: Any, data: Any) -> dict[str, Any]:
     return {**fields, **_pipeline(s)}
 
 
+def _check_training_classes(args: argparse.Namespace, data: Any) -> None:
+    """A classifier needs at least 2 classes among the training images (names the dataset and class)."""
+    from core.downstream.checks import check_classes
+
+    if data.task == "classification":
+        check_classes(data.train.labels, data.train.class_names,
+                      f"--dataset {args.dataset}: the training images ({data.note})")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """Linear probe (with a learned, fixed, best-corner or quantised descriptor) on frozen features."""
     with cli_errors("probe") as status:
@@ -118,6 +127,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         s = setup(args)
         fixed = parse_vector(args.fixed, "--fixed", s.encoder.space) if args.fixed is not None else None
         data = task_data(s, args)
+        _check_training_classes(args, data)
         config = probe_config(args, data.task, fixed)
         _warm(data.train, data.val, data.test, progress=_progress(args))
         _, result = fit_probe(s.encoder, data.train, config, val=data.val, device=args.device,
@@ -135,6 +145,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         s = setup(args)
         descriptor = parse_vector(args.descriptor, "--descriptor", s.encoder.space)
         data = task_data(s, args, merge_val=True)  # no model selection here: train on train+val
+        _check_training_classes(args, data)
         config = finetune_config(args, data.task, descriptor)
         _warm(data.train, data.test, progress=_progress(args))
         result = finetune(s.encoder, data.train, config, test=data.test, device=args.device,
@@ -160,13 +171,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
         descriptors = parse_descriptors(args.descriptors, s.encoder.space)
         data, note = class_part(s, args, args.split)
         chosen = measured_inputs(len(data), args.clips, args.seed, "images", args.dataset)
-        clean = make_clips(s, args, data).images(chosen).float().div_(255.0)
+        measured = make_clips(s, args, data)
+        clean = measured.images(chosen).float().div_(255.0)
         p = s.input
         run_measure(args, s.encoder, clean, image_prepare(p.mean, p.std, p.normalize), transforms, strengths,
                     descriptors, STRENGTH_UNITS, {"split": args.split, "split_source": note, "clips": len(chosen),
                                                   **_pipeline(s)},
                     f"invariance on {args.dataset}: {len(chosen)} images of {note}, {p.image_size} px; "
-                    f"mean over each strength grid")
+                    f"mean over each strength grid", names=[measured.describe(i) for i in chosen])
     return status[0]
 
 

@@ -118,6 +118,11 @@ class ImageClips(CachedClips):
             self.labels = labels
             self.class_names = list(dataset.class_names)
 
+    def describe(self, index: int) -> str:
+        """Image ``index`` named by its file (or its position, for images served from memory)."""
+        path = self.dataset.records[int(index)].path
+        return f"image {int(index)} of {self.dataset.name!r}" if path is None else f"image {int(index)} ({path})"
+
     def images(self, indices: Sequence[int]) -> Tensor:
         """Prepared images ``(N, 3, S, S)`` uint8 of ``indices`` (cached), not normalised."""
         idx = self._check_indices(indices)

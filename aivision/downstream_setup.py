@@ -74,26 +74,31 @@ def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
     """``(encoder in eval mode, extra)`` of an encoder file or checkpoint for RGB images.
 
     Raises:
-        FileNotFoundError / ValueError: missing or foreign file, a non-vision space or
-            modality, or an encoder for another channel count (names the file).
+        EncoderFileMissing / EncoderFileError (user errors): missing file, a directory, a
+            damaged or foreign file, a non-vision space or modality, or an encoder for another
+            channel count (names the file).
     """
     from aivision.augment.policy import DEFAULT_GROUPS, augmentation_mapping
-    from core.encoders.serialise import read_encoder_file
+    from core.encoders.serialise import EncoderFileError, EncoderFileMissing, read_encoder_file
 
-    if not Path(path).expanduser().is_file():
-        raise FileNotFoundError(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
-    encoder, extra = read_encoder_file(Path(path).expanduser(), map_location=device)
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
+                               f"such as last.pt) inside it")
+    if not file.is_file():
+        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
+    encoder, extra = read_encoder_file(file, map_location=device)
     modality = extra.get("modality")
     if modality not in (None, "vision"):
-        raise ValueError(f"{path}: the encoder was pre-trained on {modality}, not on images")
+        raise EncoderFileError(f"{path}: the encoder was pre-trained on {modality}, not on images")
     try:
         augmentation_mapping(encoder.space.names, DEFAULT_GROUPS)
     except ValueError as error:
-        raise ValueError(f"{path}: the encoder's space {list(encoder.space.names)} is not a vision space "
-                         f"({error})") from None
+        raise EncoderFileError(f"{path}: the encoder's space {list(encoder.space.names)} is not a vision space "
+                               f"({error}); give an image encoder (aiaudio reads audio encoders)") from None
     chans = encoder.config.get("in_chans") if isinstance(getattr(encoder, "config", None), dict) else None
     if chans is not None and chans != 3:
-        raise ValueError(f"{path}: the encoder takes {chans} input channel(s); RGB images have 3")
+        raise EncoderFileError(f"{path}: the encoder takes {chans} input channel(s); RGB images have 3")
     return encoder, extra
 
 
@@ -157,12 +162,12 @@ def setup(args: argparse.Namespace) -> VisionSetup:
 def open_part(spec: str, split: str) -> Any:
     """The dataset ``spec`` names, with its reader's ``split`` option set to ``split``."""
     from aivision.data import READERS, parse_spec
-    from core.dataspec import check_options
+    from core.dataspec import call_reader, check_options
 
     name, path, options = parse_spec(spec)
     options = {**options, "split": split}
     check_options(name, READERS[name], options)
-    data = READERS[name](path, **options)
+    data = call_reader(READERS[name], path, **options)
     if len(data) == 0:
         raise ValueError(f"--dataset {spec}: no images in its {split!r} split")
     return data

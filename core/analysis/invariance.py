@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core.downstream.checks import check_finite_features
 from core.encoders.base import InvarianceEncoder
+from core.errors import RunError
 
 Transform = Callable[[Tensor, float, torch.Generator], Tensor]
 
@@ -29,13 +31,19 @@ def transform_generator(seed: int, transform_index: int, strength_index: int) ->
 
 @torch.no_grad()
 def _features(encoder: InvarianceEncoder, raw: Tensor, prepare: Callable[[Tensor], Tensor], d: Tensor,
-              batch_size: int, device: torch.device) -> Tensor:
-    """``(N, D)`` float64 CPU features of raw inputs ``(N, ...)``."""
+              batch_size: int, device: torch.device, names: Sequence[str] | None = None, context: str = "") -> Tensor:
+    """``(N, D)`` float64 CPU features of raw inputs ``(N, ...)``.
+
+    Raises:
+        NonFiniteFeaturesError: NaN or infinite features; names the inputs (``names[i]``, else
+            ``input i``) with ``context``.
+    """
     out = []
     for i in range(0, raw.shape[0], batch_size):
         x = prepare(raw[i:i + batch_size].to(device)).to(device)
         out.append(encoder(x, d).double().cpu())
-    return torch.cat(out)
+    z = torch.cat(out)
+    return check_finite_features(z, (lambda r: names[r]) if names is not None else (lambda r: f"input {r}"), context)
 
 
 def whitening_factor(clean: Tensor, ridge: float = RIDGE) -> Tensor:
@@ -44,13 +52,21 @@ def whitening_factor(clean: Tensor, ridge: float = RIDGE) -> Tensor:
     ``cov = (Z - mean)^T (Z - mean) / (N - 1) + ridge * (trace / D) * I``; the relative ridge
     makes the matrix invertible when N <= D or features are collinear, at a scale that
     follows the features'. Mahalanobis distances are then ``||L^{-1} (z - z')||``.
+
+    Raises:
+        RunError: no factor exists (non-finite or overflowing features).
     """
     z = clean.double()
     centred = z - z.mean(0)
     cov = centred.T @ centred / (z.shape[0] - 1)
     scale = float(cov.diagonal().mean())
     eye = torch.eye(cov.shape[0], dtype=cov.dtype)
-    return torch.linalg.cholesky(cov + max(ridge * scale, 1e-12) * eye)
+    factor, info = torch.linalg.cholesky_ex(cov + max(ridge * scale, 1e-12) * eye)
+    if int(info) != 0 or not bool(torch.isfinite(factor).all()):
+        raise RunError(f"the covariance of the clean features (N={z.shape[0]}, D={z.shape[1]}, mean variance "
+                       f"{scale:.3g}) has no Cholesky factor, so Mahalanobis distances cannot be computed; "
+                       f"the features are degenerate or too large (measure more inputs, or check the encoder)")
+    return factor
 
 
 def mahalanobis(a: Tensor, b: Tensor, factor: Tensor) -> Tensor:
@@ -92,6 +108,7 @@ def measure_invariance(
     seed: int = 0,
     device: str | torch.device = "cpu",
     ridge: float = RIDGE,
+    names: Sequence[str] | None = None,
 ) -> list[dict]:
     """Cosine similarity and Mahalanobis distance between clean and transformed features.
 
@@ -110,17 +127,31 @@ def measure_invariance(
         seed: seeds the transforms.
         device: where the encoder runs.
         ridge: relative ridge added to the clean covariance (see :func:`whitening_factor`).
+        names: ``N`` names of the clean inputs (files), for the error below.
 
     Returns:
         One row per (descriptor, transform, strength): ``descriptor`` (label), ``transform``,
         ``strength``, ``cosine`` (mean over the N inputs), ``mahalanobis`` (mean).
+
+    Raises:
+        NonFiniteFeaturesError: NaN or infinite features of clean or transformed inputs (names
+            the inputs, and the transform and strength).
+        RunError: the clean features' covariance has no Cholesky factor (names the descriptor).
     """
     _check_inputs(clean, transforms, strengths, descriptors, batch_size, ridge)
+    if names is not None and len(names) != clean.shape[0]:
+        raise ValueError(f"measure_invariance: {len(names)} names for {clean.shape[0]} inputs")
     device = torch.device(device)
     encoder.eval()
     checked = {label: encoder.space.check(d).to(device) for label, d in descriptors.items()}
-    base = {label: _features(encoder, clean, prepare, d, batch_size, device) for label, d in checked.items()}
-    factors = {label: whitening_factor(z, ridge) for label, z in base.items()}
+    base = {label: _features(encoder, clean, prepare, d, batch_size, device, names,
+                             f" (clean inputs, descriptor {label!r})") for label, d in checked.items()}
+    factors = {}
+    for label, z in base.items():
+        try:
+            factors[label] = whitening_factor(z, ridge)
+        except RunError as err:
+            raise RunError(f"descriptor {label!r}: {err}") from None
     results: dict[tuple[str, str, int], dict] = {}
     for t, (name, transform) in enumerate(transforms.items()):
         for s, strength in enumerate(strengths[name]):
@@ -129,7 +160,9 @@ def measure_invariance(
                 raise ValueError(f"measure_invariance: transform {name!r} must return a tensor of shape "
                                  f"{tuple(clean.shape)}, got {getattr(moved, 'shape', type(moved).__name__)}")
             for label, d in checked.items():
-                z = _features(encoder, moved, prepare, d, batch_size, device)
+                z = _features(encoder, moved, prepare, d, batch_size, device, names,
+                              f" after transform {name!r} at strength {float(strength):g} (descriptor {label!r}; "
+                              f"their clean features are finite: try a milder strength)")
                 results[(label, name, s)] = {
                     "descriptor": label, "transform": name, "strength": float(strength),
                     "cosine": float(F.cosine_similarity(z, base[label], dim=1).mean()),

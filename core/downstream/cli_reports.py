@@ -112,7 +112,7 @@ def measured_inputs(count: int, wanted: int, seed: int, what: str, dataset: str)
 
 def run_measure(args: argparse.Namespace, encoder: Any, clean: Any, prepare: Any, transforms: dict[str, Any],
                 strengths: dict[str, list[float]], descriptors: dict[str, Any], units: dict[str, str],
-                data: dict[str, Any], header: str) -> dict:
+                data: dict[str, Any], header: str, names: list[str] | None = None) -> dict:
     """Measure invariance (``core.analysis.invariance``), plot it, print the summary and write ``--json``.
 
     Args:
@@ -121,6 +121,7 @@ def run_measure(args: argparse.Namespace, encoder: Any, clean: Any, prepare: Any
         transforms: name -> ``fn(inputs, strength, generator)``.
         units: transform name -> unit of its strengths (shown in the table).
         data: the modality's fields for the report; ``header`` is printed first.
+        names: the clean inputs' names (files), for a non-finite features error.
     """
     from core.analysis.invariance import measure_invariance, summarise_invariance
     from core.analysis.plots import invariance_plot
@@ -139,10 +140,13 @@ def run_measure(args: argparse.Namespace, encoder: Any, clean: Any, prepare: Any
             return out
         return run
 
-    rows = measure_invariance(encoder, clean, prepare, {k: on_device(t) for k, t in transforms.items()}, strengths,
-                              descriptors, batch_size=args.batch_size, seed=args.seed, device=args.device)
-    if bar is not None:
-        bar.close()
+    try:
+        rows = measure_invariance(encoder, clean, prepare, {k: on_device(t) for k, t in transforms.items()},
+                                  strengths, descriptors, batch_size=args.batch_size, seed=args.seed,
+                                  device=args.device, names=names)
+    finally:
+        if bar is not None:
+            bar.close()
     summary = summarise_invariance(rows)
     out_dir = Path(args.out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,11 @@ A clip may be cut into several pieces of the same shape (5 s pieces of a long re
 classifiers train on every piece with its clip's label and predict a clip by averaging
 its pieces' scores ("voting"). Modalities implement :class:`ClipSource` over their datasets
 (``aiaudio.clips.AudioClips``); :class:`TensorClips` wraps tensors already in memory.
+
+Every feature the downstream code computes from the frozen encoder is checked
+(:func:`core.downstream.checks.check_finite_features`): NaN or infinite features stop the run with a
+:class:`NonFiniteFeaturesError` naming the clips (:meth:`ClipSource.describe`), instead of
+chance-level scores.
 """
 from __future__ import annotations
 
@@ -13,8 +18,11 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from core.downstream.checks import NonFiniteFeaturesError, PieceNames, check_finite_features
 from core.encoders.base import InvarianceEncoder
 
+__all__ = ["ClipSource", "NonFiniteFeaturesError", "SubsetClips", "TensorClips", "check_finite_features",
+           "encode_pieces", "pool_by_owner"]
 
 class ClipSource(ABC):
     """A labelled set of N clips, each one or more pieces of shape ``(C, H, W)``.
@@ -43,6 +51,15 @@ class ClipSource(ABC):
         """The clips ``indices`` as a source of their own (labels re-indexed, names kept)."""
         return SubsetClips(self, indices)
 
+    def describe(self, index: int) -> str:
+        """A name for clip ``index`` in messages (modalities give its file)."""
+        return f"clip {int(index)}"
+
+    def piece_names(self, indices: Sequence[int], owner: Tensor) -> PieceNames:
+        """Names for the rows of ``pieces(indices)``: ``owner`` ``(P,)`` is its second output."""
+        idx, own = list(indices), owner.tolist()
+        return lambda row: self.describe(idx[own[row]])
+
     def _check_indices(self, indices: Sequence[int]) -> list[int]:
         out = [int(i) for i in indices]
         n = len(self)
@@ -63,6 +80,9 @@ class SubsetClips(ClipSource):
 
     def pieces(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         return self.parent.pieces([self.indices[i] for i in self._check_indices(indices)])
+
+    def describe(self, index: int) -> str:
+        return self.parent.describe(self.indices[int(index)])
 
 
 class TensorClips(ClipSource):
@@ -100,11 +120,17 @@ class TensorClips(ClipSource):
 
 @torch.no_grad()
 def encode_pieces(encoder: InvarianceEncoder, x: Tensor, descriptor: Tensor, batch_size: int = 256,
-                  device: str | torch.device = "cpu") -> Tensor:
+                  device: str | torch.device = "cpu", names: PieceNames | None = None) -> Tensor:
     """Features ``(P, D)`` (on the CPU) of inputs ``x`` ``(P, C, H, W)`` under ``descriptor`` ``(K,)``.
 
     The encoder runs in eval mode (BatchNorm uses its stored statistics, which stay untouched)
     and gets its previous train/eval mode back afterwards.
+
+    Args:
+        names: row of ``x`` -> its clip's name, for the error below.
+
+    Raises:
+        NonFiniteFeaturesError: some features are NaN or infinite (names the clips).
     """
     if batch_size < 1:
         raise ValueError(f"encode_pieces: batch_size must be >= 1, got {batch_size}")
@@ -115,7 +141,8 @@ def encode_pieces(encoder: InvarianceEncoder, x: Tensor, descriptor: Tensor, bat
         out = [encoder(x[i:i + batch_size].to(device), d).float().cpu() for i in range(0, x.shape[0], batch_size)]
     finally:
         encoder.train(was_training)
-    return torch.cat(out) if out else x.new_zeros(0, encoder.num_features)
+    feats = torch.cat(out) if out else x.new_zeros(0, encoder.num_features)
+    return check_finite_features(feats, names)
 
 
 def pool_by_owner(values: Tensor, owner: Tensor, n: int) -> Tensor:

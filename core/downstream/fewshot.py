@@ -227,11 +227,12 @@ def _run_per_episode(encoder: InvarianceEncoder, test: ClipSource, episodes: lis
     out, descriptors = [], []
     for ep in tqdm(episodes, desc="few-shot episodes (descriptor per episode)", disable=not progress):
         xs, so = test.pieces(ep.support)
+        support_names = test.piece_names(ep.support, so)
         d = learn_episode_descriptor(encoder, xs, so, ep.support_labels, ep.ways, c.ridge_lambda,
-                                     c.inner_steps, c.descriptor_lr, c.batch_size, device)
+                                     c.inner_steps, c.descriptor_lr, c.batch_size, device, names=support_names)
         xq, qo = test.pieces(ep.query)
-        s = encode_pieces(encoder, xs, d, c.batch_size, device)
-        q = encode_pieces(encoder, xq, d, c.batch_size, device)
+        s = encode_pieces(encoder, xs, d, c.batch_size, device, support_names)
+        q = encode_pieces(encoder, xq, d, c.batch_size, device, test.piece_names(ep.query, qo))
         scores = clip_scores(s, so, ep.support_labels, q, qo, len(ep.query), ep.ways, c.readout, c.ridge_lambda)
         out.append(accuracy_of(scores, ep.query_labels))
         descriptors.append(d)

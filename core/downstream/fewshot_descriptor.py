@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from core.downstream.checks import PieceNames, check_finite_features, check_finite_loss
 from core.downstream.clips import ClipSource, pool_by_owner
 from core.downstream.episodes import Episode
 from core.downstream.fewshot_eval import FeatureCache, accuracy_of, clip_scores
@@ -42,11 +43,15 @@ STRONG_LAMBDA_PER_EXAMPLE = 10.0
 
 
 def features_with_grad(encoder: InvarianceEncoder, x: Tensor, descriptor: Tensor, batch_size: int,
-                       device: str | torch.device) -> Tensor:
-    """Features ``(P, D)`` of ``x`` ``(P, C, H, W)`` differentiable w.r.t. ``descriptor`` (eval mode)."""
+                       device: str | torch.device, names: PieceNames | None = None) -> Tensor:
+    """Features ``(P, D)`` of ``x`` ``(P, C, H, W)`` differentiable w.r.t. ``descriptor`` (eval mode).
+
+    Raises:
+        NonFiniteFeaturesError: NaN or infinite features; ``names`` (row -> clip) names the clips.
+    """
     encoder.eval()
     chunks = [encoder(x[i:i + batch_size].to(device), descriptor) for i in range(0, x.shape[0], batch_size)]
-    return torch.cat(chunks).float()
+    return check_finite_features(torch.cat(chunks).float(), names)
 
 
 def support_criterion(feats: Tensor, labels: Tensor, clip: Tensor, ways: int, lam: float) -> Tensor:
@@ -100,19 +105,26 @@ def _step(d: Tensor, optimiser: torch.optim.Adam, grad: Tensor) -> None:
 
 def learn_episode_descriptor(encoder: InvarianceEncoder, x: Tensor, owner: Tensor, clip_labels: Tensor,
                              ways: int, lam: float, steps: int, lr: float, batch_size: int = 256,
-                             device: str | torch.device = "cpu") -> Tensor:
+                             device: str | torch.device = "cpu", names: PieceNames | None = None) -> Tensor:
     """Descriptor ``(K,)`` (CPU) learned on one episode's support pieces.
 
     Args:
         x: ``(P, C, H, W)`` support pieces; ``owner`` ``(P,)`` their clip position;
             ``clip_labels`` the support clips' episode labels.
         steps: Adam steps (0 keeps the 0.5 start).
+        names: row of ``x`` -> its clip's name, for a non-finite features error.
+
+    Raises:
+        NonFiniteFeaturesError: NaN or infinite features (names the clips).
+        NonFiniteLossError: the support criterion became NaN or infinite.
     """
     d, optimiser = _adam_projected(encoder.space.dim, lr, device)
     labels = clip_labels[owner]
     with torch.enable_grad():
-        for _ in range(steps):
-            loss = support_criterion(features_with_grad(encoder, x, d, batch_size, device), labels, owner, ways, lam)
+        for step in range(steps):
+            feats = features_with_grad(encoder, x, d, batch_size, device, names)
+            loss = check_finite_loss(support_criterion(feats, labels, owner, ways, lam),
+                                     f"few-shot descriptor of an episode (step {step + 1} of {steps})")
             (grad,) = torch.autograd.grad(loss, d)
             _step(d, optimiser, grad)
     return d.detach().cpu()
@@ -143,9 +155,13 @@ def learn_dataset_descriptor(encoder: InvarianceEncoder, train: ClipSource, epis
             for ep in chosen:
                 xs, os_ = train.pieces(ep.support)
                 xq, oq = train.pieces(ep.query)
-                feats = features_with_grad(encoder, torch.cat([xs, xq]), d, batch_size, device)
-                loss = query_criterion(feats[:xs.shape[0]], ep.support_labels[os_], feats[xs.shape[0]:],
+                support_names, query_names = train.piece_names(ep.support, os_), train.piece_names(ep.query, oq)
+                n_s = xs.shape[0]
+                feats = features_with_grad(encoder, torch.cat([xs, xq]), d, batch_size, device,
+                                           lambda r: support_names(r) if r < n_s else query_names(r - n_s))
+                loss = query_criterion(feats[:n_s], ep.support_labels[os_], feats[n_s:],
                                        oq.to(feats.device), ep.query_labels, ep.ways, lam) / len(chosen)
+                check_finite_loss(loss, f"few-shot dataset descriptor (step {step + 1} of {steps})")
                 grad += torch.autograd.grad(loss, d)[0]
                 total += float(loss.detach())
             _step(d, optimiser, grad)

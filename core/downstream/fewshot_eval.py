@@ -39,7 +39,8 @@ class FeatureCache:
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start:start + self.batch_size]
             x, owner = self.source.pieces(chunk)
-            feats = encode_pieces(self.encoder, x, descriptor, self.batch_size, self.device)
+            feats = encode_pieces(self.encoder, x, descriptor, self.batch_size, self.device,
+                                  self.source.piece_names(chunk, owner))
             for k, clip in enumerate(chunk):
                 store[clip] = feats[owner == k]
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from core.downstream.blocks import encoder_blocks, parse_blocks
+from core.downstream.checks import NonFiniteLossError, check_classes, check_finite_features, check_finite_loss
 from core.downstream.clips import ClipSource, pool_by_owner
 from core.downstream.cost import CostMeter, count_trainable
 from core.downstream.metrics import accuracy, mean_class_accuracy, r2_score
@@ -163,8 +164,10 @@ class Finetuned:
         for i in range(0, len(source), batch_size):
             idx = list(range(i, min(i + batch_size, len(source))))
             x, owner = source.pieces(idx)
-            out = torch.cat([self.head(self.model(x[j:j + batch_size].to(device), d)).float().cpu()
-                             for j in range(0, x.shape[0], batch_size)])
+            feats = torch.cat([self.model(x[j:j + batch_size].to(device), d).float()
+                               for j in range(0, x.shape[0], batch_size)])
+            check_finite_features(feats, source.piece_names(idx, owner), " of the fine-tuned encoder")
+            out = self.head(feats).float().cpu()
             out = out.softmax(1) if self.task == "classification" else out * self.target_std + self.target_mean
             preds.append(pool_by_owner(out, owner, len(idx)))
         return torch.cat(preds)
@@ -191,6 +194,39 @@ def _new_head(num_features: int, outputs: int, gen: torch.Generator) -> nn.Linea
     return head
 
 
+def _check_step_features(feats: Tensor, x: Tensor, clips: Tensor, train: ClipSource, steps: int,
+                         epochs_done: int, model: InvarianceEncoder, descriptor: Tensor) -> None:
+    """Name non-finite features ``(b, D)`` of a training batch: the inputs ``x`` ``(b, ...)`` of
+    clips ``clips`` ``(b,)`` are at fault when they are non-finite themselves or the weights
+    are still the pre-trained ones (step 0); later it is the fine-tuning that diverged.
+
+    In train mode one bad clip spoils its whole batch (BatchNorm's batch statistics), so the
+    clips are found again with the model in eval mode.
+
+    Raises:
+        NonFiniteFeaturesError: names the clips. NonFiniteLossError: training diverged.
+    """
+    if bool(torch.isfinite(feats.detach()).all()):
+        return
+    ids = clips.tolist()
+    names = lambda row: train.describe(ids[row])  # noqa: E731
+    flat = x.reshape(x.shape[0], -1)
+    if not bool(torch.isfinite(flat).all()):
+        check_finite_features(flat, names, " (their inputs already are)")
+    if steps == 0:
+        modes = [(m, m.training) for m in model.modules()]
+        try:
+            with torch.no_grad():
+                check_finite_features(model.eval()(x.to(descriptor.device), descriptor), names)
+        finally:
+            for module, mode in modes:
+                module.training = mode
+        check_finite_features(feats, names)
+    raise NonFiniteLossError(f"finetune: the features became NaN or infinite at epoch {epochs_done + 1}, step "
+                             f"{steps + 1} (the pre-trained encoder's were finite): the fine-tuning diverged "
+                             f"(try a smaller --lr); nothing was written")
+
+
 def fit_finetune(encoder: InvarianceEncoder, train: ClipSource, config: FinetuneConfig,
                  device: str | torch.device = "cpu", progress: bool = False) -> tuple[Finetuned, FinetuneResult]:
     """Fine-tune a copy of ``encoder`` (all or its last blocks) with a linear head on ``train``.
@@ -208,6 +244,12 @@ def fit_finetune(encoder: InvarianceEncoder, train: ClipSource, config: Finetune
     Returns:
         The fitted model and a result with empty ``metrics``; ``wall_s`` and ``peak_mb``
         cover copying the encoder and training.
+
+    Raises:
+        TooFewClassesError: classification training clips of fewer than 2 classes.
+        NonFiniteFeaturesError: the inputs, or the pre-trained encoder's features, of some
+            training clips are NaN or infinite (names the clips).
+        NonFiniteLossError: the loss or the features became NaN or infinite while training.
     """
     _check_config(config)
     device = torch.device(device)
@@ -215,6 +257,8 @@ def fit_finetune(encoder: InvarianceEncoder, train: ClipSource, config: Finetune
     y = _targets(train, config.task, "train")
     if len(train) < 2:
         raise ValueError(f"finetune: need at least 2 training clips, got {len(train)}")
+    if config.task == "classification":
+        check_classes(y, train.class_names, "finetune: the training clips")
     gen = torch.Generator().manual_seed(config.seed)
     if config.task == "classification":
         outputs, mean, std = max(int(y.max()) + 1, len(train.class_names or [])), torch.zeros(1), torch.ones(1)
@@ -245,11 +289,15 @@ def fit_finetune(encoder: InvarianceEncoder, train: ClipSource, config: Finetune
                 if out_of_time():
                     budget_hit = True
                     break
-                out, target = head(model(x.to(device), dd)), y[clips].to(device)
+                feats = model(x.to(device), dd)
+                _check_step_features(feats, x, clips, train, steps, epochs_done, model, dd)
+                out, target = head(feats), y[clips].to(device)
                 if config.task == "classification":
                     loss = F.cross_entropy(out, target)
                 else:
                     loss = F.mse_loss(out, (target - mean_d) / std_d)
+                check_finite_loss(loss, f"finetune {config.blocks} (lr {config.lr:g}, weight decay "
+                                        f"{config.weight_decay:g}, epoch {epochs_done + 1}, step {steps + 1})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

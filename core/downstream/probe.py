@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from core.config import ConfigError
+from core.downstream.checks import NonFiniteLossError, check_classes
 from core.downstream.clips import ClipSource, encode_pieces, pool_by_owner
 from core.downstream.cost import CostMeter, count_trainable
 from core.downstream.metrics import accuracy, mean_class_accuracy, r2_score
@@ -143,7 +144,8 @@ class Probe:
         for start in range(0, len(source), step):
             ids = list(range(start, min(start + step, len(source))))
             x, owner = source.pieces(ids)
-            feats = encode_pieces(encoder, x, self.descriptor, self.config.batch_size, device)
+            feats = encode_pieces(encoder, x, self.descriptor, self.config.batch_size, device,
+                                  source.piece_names(ids, owner))
             parts.append(pool_by_owner(self.piece_scores(feats), owner, len(ids)))
         return torch.cat(parts)
 
@@ -209,7 +211,8 @@ def _fit(encoder: InvarianceEncoder, data: PieceSet, clips: Tensor, cand: Candid
         targets = piece_labels
     args = (targets, outputs, config, cand.lr, cand.weight_decay)
     if cand.descriptor is None:
-        d, head, trainable = train_probe(encoder, data.x[pieces], *args, None, device)
+        d, head, trainable = train_probe(encoder, data.x[pieces], *args, None, device,
+                                         names=data.piece_names(pieces))
         if config.descriptor == "quantised":
             d = encoder.space.quantise(d, config.bits)
             feats = data.features(encoder, d, config.batch_size, device, pieces)
@@ -254,6 +257,11 @@ def fit_probe(encoder: InvarianceEncoder, train: ClipSource, config: ProbeConfig
 
     Returns:
         The fitted :class:`Probe` and its :class:`ProbeResult` (cost covers selection and refit).
+
+    Raises:
+        TooFewClassesError: classification training clips of fewer than 2 classes.
+        NonFiniteFeaturesError: NaN or infinite features (names the clips).
+        NonFiniteLossError: every candidate, or the final refit, diverged.
     """
     if not isinstance(config, ProbeConfig):
         raise TypeError(f"fit_probe: config must be a ProbeConfig, got {type(config).__name__}")
@@ -275,16 +283,26 @@ def fit_probe(encoder: InvarianceEncoder, train: ClipSource, config: ProbeConfig
                 train, val = train.subset(fit_ids), train.subset(val_ids)
             if config.task == "regression" and len(val) < 2:
                 raise ValueError(f"fit_probe: regression needs at least 2 validation clips for R², got {len(val)}")
+            if config.task == "classification":
+                check_classes(train.labels, train.class_names, "probe: the training clips")
             data = PieceSet([train, val])
             if config.task == "classification":
                 outputs = max(int(data.labels.max()) + 1, len(train.class_names or []))
             else:
                 outputs = data.labels.reshape(data.num_clips, -1).shape[1]
             grid = candidate_grid(options, config.lrs, config.weight_decays)
-            scores = []
+            scores, diverged = [], []
             for cand in tqdm(grid, desc="probe selection", disable=not progress):
-                probe, _ = _fit(encoder, data, data.clip_range(0), cand, config, outputs, device)
+                try:
+                    probe, _ = _fit(encoder, data, data.clip_range(0), cand, config, outputs, device)
+                except NonFiniteLossError as err:  # a diverged candidate loses the selection
+                    scores.append(float("nan"))
+                    diverged.append(str(err))
+                    continue
                 scores.append(_score(encoder, data, data.clip_range(1), probe, cand.descriptor is not None, device))
+            if len(diverged) == len(grid):
+                raise NonFiniteLossError(f"probe: every candidate of the selection grid diverged; the first: "
+                                         f"{diverged[0]}")
             chosen = best_index(scores)
             best = grid[chosen]
             probe, trainable = _fit(encoder, data, torch.arange(data.num_clips), best, config, outputs, device)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.downstream.checks import PieceNames, check_finite_features, check_finite_loss
 from core.downstream.clips import ClipSource, encode_pieces
 from core.downstream.descriptor_grad import features_with_descriptor_grad
 from core.encoders.base import InvarianceEncoder
@@ -137,6 +138,7 @@ class PieceSet:
         self.owner: Tensor = torch.cat(owners)            # (P,) clip id of each piece
         self.labels: Tensor = torch.cat(labels)           # (N,) or (N, T)
         self.sizes = [len(s) for s in sources]
+        self.sources = list(sources)
         self._cache: tuple[tuple[float, ...], Tensor] | None = None
 
     @property
@@ -160,21 +162,38 @@ class PieceSet:
         position[clips] = torch.arange(clips.numel())
         return position[self.owner[pieces]]
 
+    def describe_clip(self, clip: int) -> str:
+        """The name of clip ``clip`` (numbered over all sources) given by its source."""
+        for source, size in zip(self.sources, self.sizes):
+            if clip < size:
+                return source.describe(clip)
+            clip -= size
+        raise IndexError(f"PieceSet: clip {clip} out of range")
+
+    def piece_names(self, pieces: Tensor | None = None) -> Callable[[int], str]:
+        """Row -> clip name for the rows of ``self.x`` (or of ``self.x[pieces]``), for messages."""
+        ids = None if pieces is None else pieces.tolist()
+        return lambda row: self.describe_clip(int(self.owner[row if ids is None else ids[row]]))
+
     def features(self, encoder: InvarianceEncoder, descriptor: Tensor, batch_size: int,
                  device: str | torch.device, pieces: Tensor | None = None) -> Tensor:
-        """Features ``(P or p, D)`` on the CPU of all pieces (cached) or of ``pieces`` only."""
+        """Features ``(P or p, D)`` on the CPU of all pieces (cached) or of ``pieces`` only.
+
+        Raises:
+            NonFiniteFeaturesError: NaN or infinite features (names the clips).
+        """
         if pieces is not None:
-            return encode_pieces(encoder, self.x[pieces], descriptor, batch_size, device)
+            return encode_pieces(encoder, self.x[pieces], descriptor, batch_size, device, self.piece_names(pieces))
         key = tuple(float(v) for v in descriptor.detach().cpu().flatten())
         if self._cache is None or self._cache[0] != key:
             self._cache = None  # free the old features before computing new ones
-            self._cache = (key, encode_pieces(encoder, self.x, descriptor, batch_size, device))
+            self._cache = (key, encode_pieces(encoder, self.x, descriptor, batch_size, device, self.piece_names()))
         return self._cache[1]
 
 
 def train_probe(encoder: InvarianceEncoder, inputs: Tensor, targets: Tensor, num_outputs: int,
                 config: "ProbeConfig", lr: float, weight_decay: float, descriptor: Tensor | None,
-                device: str | torch.device = "cpu", accumulate: bool = True
+                device: str | torch.device = "cpu", accumulate: bool = True, names: PieceNames | None = None
                 ) -> tuple[Tensor, nn.Linear, list[Tensor]]:
     """Fit a head (and, if ``descriptor`` is None, a descriptor from 0.5) with Adam.
 
@@ -195,9 +214,15 @@ def train_probe(encoder: InvarianceEncoder, inputs: Tensor, targets: Tensor, num
         descriptor: a fixed ``(K,)`` (then ``inputs`` are its features) or None to learn one.
         device: where the head (and the encoder) run.
         accumulate: see above.
+        names: row of ``inputs`` -> its clip's name, for the errors below.
 
     Returns:
         ``(descriptor (K,), head, trainable tensors)``.
+
+    Raises:
+        NonFiniteFeaturesError: NaN or infinite features (inputs, or computed while learning
+            the descriptor); names the clips.
+        NonFiniteLossError: the loss became NaN or infinite (names the lr and weight decay).
     """
     learn = descriptor is None
     head = nn.Linear(encoder.num_features, num_outputs).to(device=device, dtype=inputs.dtype)
@@ -214,13 +239,21 @@ def train_probe(encoder: InvarianceEncoder, inputs: Tensor, targets: Tensor, num
     by_parts = learn and config.grad == "light" and accumulate
     grad_mode = "backprop" if by_parts else config.grad
     generator = torch.Generator().manual_seed(config.seed)
-    for _ in range(config.epochs):
+    if not learn:
+        check_finite_features(inputs, names)
+    for epoch in range(config.epochs):
         for idx in torch.randperm(inputs.shape[0], generator=generator).split(config.batch_size):
             optimizer.zero_grad(set_to_none=True)
             for part in idx.split(config.micro_batch) if by_parts else [idx]:
                 batch = inputs[part].to(device)
-                z = features_with_descriptor_grad(encoder, batch, d, grad_mode, config.micro_batch) if learn else batch
+                if learn:
+                    z = features_with_descriptor_grad(encoder, batch, d, grad_mode, config.micro_batch)
+                    rows = part.tolist()
+                    check_finite_features(z, names and (lambda r, rows=rows: names(rows[r])))
+                else:
+                    z = batch
                 loss = loss_fn(head(z), targets[part].to(device))
+                check_finite_loss(loss, f"probe fit (lr {lr:g}, weight decay {weight_decay:g}, epoch {epoch + 1})")
                 (loss * (part.numel() / idx.numel())).backward()
             optimizer.step()
             if learn:

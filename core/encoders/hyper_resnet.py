@@ -131,7 +131,8 @@ class HyperResNet(InvarianceEncoder):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.num_features = width * 8 * EXPANSION[kind]
         init_resnet_(self)
-        self._calibrate(space.descriptors)
+        if not self.conv1.weight.is_meta:  # a meta build (shapes only, core.encoders.serialise) has no values
+            self._calibrate(space.descriptors.to(self.conv1.weight.device))
 
     @torch.no_grad()
     def _calibrate(self, descriptors: Tensor) -> None:
