@@ -68,7 +68,10 @@ def test_measure_invariance_tracks_the_descriptor():
     by = {(r["descriptor"], r["transform"], r["strength"]): r for r in rows}
     for s in STRENGTHS["offset"]:
         assert by[("invariant", "offset", s)]["cosine"] > 1 - 1e-9
-        assert by[("invariant", "offset", s)]["mahalanobis"] < 1e-4
+        # float32 rounding of x + c - mean(x + c), whitened along the features' null direction
+        # (ridge 1e-3): 3.6e-6 here, up to 8.3e-6 with other batch sizes; 1e-3 leaves >100x and
+        # is 2600x below a feature that follows the offset (2.6, cf. "sensitive").
+        assert by[("invariant", "offset", s)]["mahalanobis"] < 1e-3
         assert by[("sensitive", "offset", s)]["cosine"] < 0.95
         assert by[("sensitive", "offset", s)]["mahalanobis"] > 0.3
     sens = [by[("sensitive", "offset", s)]["cosine"] for s in STRENGTHS["offset"]]

@@ -97,7 +97,9 @@ def test_time_stretch_scales_burst_length_and_keeps_clip_length(device, hop):
         assert abs(int(on.min()) * 64 - start / r) <= 256, (r, int(on.min()) * 64)
     loud = rms(y[:, 4000:9000]) / rms(x[:, 4000:9000])
     assert ((loud > 0.85) & (loud < 1.15)).all(), loud
-    assert torch.allclose(y[2], x[2], atol=1e-4)  # rate 1 is the identity
+    # Rate 1 is the identity up to float32 phasors accumulated over ~125 frames (|x| <= 1):
+    # 1.8e-5 observed; 3e-3 leaves ~170x for other FFT kernels, far below a real misalignment (~1).
+    assert torch.allclose(y[2], x[2], atol=3e-3)
 
 
 def test_time_stretch_faster_is_followed_by_silence_and_slower_is_cropped():
@@ -113,8 +115,10 @@ def test_time_stretch_faster_is_followed_by_silence_and_slower_is_cropped():
 
 def test_stft_istft_round_trip_and_lowpass():
     x = torch.randn(2, 3001, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(istft(stft(x, 512, 128), 512, 128, 3001), x, atol=1e-5)
-    assert torch.allclose(istft(stft(x, 400, 160), 400, 160, 3001), x, atol=1e-5)  # n_fft % hop != 0
+    # float32 FFT round trip of |x| <= 4.1: 2.1e-6 observed; 2e-4 (~400 eps x 4.1) leaves ~100x
+    # for other FFT kernels and is far below a wrong window/envelope (errors ~ |x|).
+    assert torch.allclose(istft(stft(x, 512, 128), 512, 128, 3001), x, atol=2e-4)
+    assert torch.allclose(istft(stft(x, 400, 160), 400, 160, 3001), x, atol=2e-4)  # n_fft % hop != 0
     y = lowpass(tone(1000.0, rows=2) + tone(6000.0, rows=2), torch.tensor([0.5, 1.0]))
     assert abs(float(rms(y[0])) - 0.5 / math.sqrt(2)) < 0.01  # 6 kHz gone, 1 kHz kept
     assert abs(float(rms(y[1])) - 0.5) < 0.01
@@ -296,7 +300,9 @@ def test_pitch_shift_of_a_row_does_not_depend_on_its_batch_mates():
     """Near-silent STFT bins carry rounding-noise phases; accumulating them made a row's
     output depend on last-bit differences between batched and single-row FFTs (whole rows
     differed by the signal's own size). Up to the last frames (group lengths differ), a row
-    now comes out the same alone or in a batch."""
+    now comes out the same alone or in a batch. The two down-shifted rows here are each alone
+    in their resampling group: a down-shifted row that shares a group with larger ratios is
+    resampled with the group's FFT length and differs by up to ~1e-3 x scale (a known limit)."""
     from aiaudio.data.synthetic import SyntheticConfig, synthesise_batch
 
     x = torch.from_numpy(synthesise_batch(range(8), SyntheticConfig(n_clips=8, seconds=0.5, seed=0))).double()
@@ -305,4 +311,8 @@ def test_pitch_shift_of_a_row_does_not_depend_on_its_batch_mates():
     for i in range(8):
         alone = pitch_shift(x[i:i + 1], semitones[i:i + 1], 128, 64)[0]
         scale = float(batch[i].abs().max())
-        assert float((batch[i, :-512] - alone[:-512]).abs().max()) < 1e-9 * scale, i
+        # float64, but the vocoder amplifies last-bit FFT differences (other group lengths,
+        # CPU-dependent FFT kernels) in quiet bins: 1.5e-9 x scale here (row 7), and up to
+        # 1.4e-6 x scale over 3200 random up-shifted rows. 1e-4 x scale keeps ~70x over that
+        # tail and is still 1e4 below the bug (rows differing by ~scale).
+        assert float((batch[i, :-512] - alone[:-512]).abs().max()) < 1e-4 * scale, i

@@ -46,8 +46,14 @@ def test_blocks_match_the_whole_batch_where_no_noise_is_drawn():
     wave = _batch()
     blocked = _views(_config(16, noise=0.0, pitch_shift=0.0), wave, 2)
     whole = _views(_config(0, noise=0.0, pitch_shift=0.0), wave, 2)
-    assert (blocked - whole).abs().max() < 1e-3
-    assert (blocked - whole).abs().mean() < 1e-6
+    # Here rows match bit for bit except the last frames of 3 time-stretched rows (other group
+    # lengths): max 4.6e-4 (1.2e-3 x scale), mean 1.5e-8. Where a CPU's FFT rounds differently
+    # by batch size, the vocoder's magnitude comparisons can flip and move one frame of a row by
+    # up to ~1e-2 x scale. A block given the wrong rows or parameters is off by ~scale, so the
+    # mean bound catches it 1000x over; the max bound only stops gross errors.
+    scale = float(whole.abs().max())
+    assert (blocked - whole).abs().max() < 0.25 * scale
+    assert (blocked - whole).abs().mean() < 1e-4 * scale
 
 
 def test_each_block_draws_its_own_noise():

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from aiaudio.augment import cpu_kernels
-from aiaudio.augment.phase_vocoder import istft, pitch_shift, stft, time_stretch, vocode, vocode_tensor
+from aiaudio.augment.phase_vocoder import (_ola_envelope, hann_window, istft, pitch_shift, stft, time_stretch,
+                                           vocode, vocode_tensor)
 from aiaudio.augment.resample import _oversampled, fft_size, resample
 
 SR = 16000
@@ -50,27 +51,39 @@ def test_vocode_kernel_matches_tensor_code(lock):
     pos = torch.arange(120, dtype=torch.float64)[None] * rate[:, None]  # some read past the last frame
     got, want = vocode(spec, pos, lock), vocode_tensor(spec, pos, lock)
     assert got.shape == want.shape == (6, 120, 257) and got.dtype == torch.complex64
-    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    # Two float32 implementations (the kernel contracts to FMAs) of phasors accumulated over
+    # 120 frames: 1.6e-6 x max observed, up to 4.4e-6 over 180 other signals; a wrong kernel is off by ~max.
+    assert (got - want).abs().max() <= 1e-3 * want.abs().max()
     assert got[1].abs().max() == 0 and got[5, 80:].abs().max() == 0  # silence, and past the end
 
 
 def test_vocode_kernel_single_frame_and_fractional_positions():
-    spec = stft(torch.randn(2, 100), 512, 256)  # one frame
+    spec = stft(torch.randn(2, 100, generator=torch.Generator().manual_seed(0)), 512, 256)  # one frame
     pos = torch.tensor([[0.0, 0.25, 0.5, 1.0, 3.0]] * 2, dtype=torch.float64)
     got, want = vocode(spec, pos), vocode_tensor(spec, pos)
-    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+    assert (got - want).abs().max() <= 1e-3 * want.abs().max()  # ~3e-7 x max observed (float32)
 
 
 def test_kernels_give_the_same_rows_whatever_the_batch_and_thread_count():
     x = _signals(rows=8)
     spec = stft(x, 512, 256)
     pos = torch.arange(90, dtype=torch.float64)[None] * torch.linspace(0.5, 1.5, 8, dtype=torch.float64)[:, None]
+    # Exact equality holds by construction for the kernels (each row computed alone by the same
+    # compiled code), not for torch's FFT inside istft (MKL may split a batch differently with
+    # the thread count): the overlap-add kernel gets frames computed once.
+    frames = torch.fft.irfft(spec, n=512, dim=2)
+    window = hann_window(512, spec.device, torch.float32)
+    envelope = _ola_envelope(512, 256, spec.shape[1], spec.device, torch.float32)
+
+    def ola():
+        return cpu_kernels.overlap_add(frames, window, envelope, 256, 256, 8000)
+
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = vocode(spec, pos), istft(spec, 512, 256, 8000)
+        one = vocode(spec, pos), ola()
         torch.set_num_threads(3)  # three row blocks of 3, 3 and 2 rows
-        three = vocode(spec, pos), istft(spec, 512, 256, 8000)
+        three = vocode(spec, pos), ola()
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
@@ -94,10 +107,12 @@ def test_overlap_add_kernel_matches_tensor_istft(n_fft, hop, length_delta):
 def test_resample_kernels_match_tensor_code(length):
     x = _signals(length=length)
     ratio = torch.tensor([0.6, 0.9, 1.0, 1.2, 1.8, 2.4], dtype=torch.float64)
+    # float32 kernels (FMA-contracted cubic, float32 cos in the low-pass) vs tensor code on
+    # |x| <= 0.5: 1.2e-7 observed; 1e-4 leaves ~800x and is far below a wrong read (~1e-2).
     got, want = both(lambda: resample(x, ratio, 20000, keep_fraction=(1.0 / ratio).clamp(max=1.0)))
-    assert (got - want).abs().max() < 1e-5
+    assert (got - want).abs().max() < 1e-4
     got, want = both(lambda: resample(x, ratio, length))
-    assert (got - want).abs().max() < 1e-5
+    assert (got - want).abs().max() < 1e-4
     assert got[5, math.ceil(length / 2.4):].abs().max() == 0  # past the end of the row: zeros
 
 
@@ -119,7 +134,14 @@ def test_pitch_shift_and_stretch_agree_between_kernels_and_tensor_code():
     rates = torch.tensor([0.5, 0.75, 1.0, 1.1, 1.3, 1.5])
     for fn, values in ((pitch_shift, semis), (time_stretch, rates)):
         got, want = both(lambda: fn(x, values))
-        assert (got - want).abs().max() < 1e-4 * max(1.0, float(want.abs().max()))
+        # Typically ~1e-6 x scale apart (float32, two implementations). But the vocoder's
+        # magnitude comparisons (phase locking, silent floor) can flip on last-bit input
+        # differences: in ~3% of random signals one frame of one pitch-shifted row then differs
+        # by up to 1.2e-2 x scale (<= 0.3% of the samples). So: 99% of samples within
+        # 1e-4 x scale and none beyond 0.25 x scale; a wrong kernel or wiring is off by ~scale
+        # nearly everywhere.
+        diff, scale = (got - want).abs().flatten(), float(want.abs().max())
+        assert float(torch.quantile(diff, 0.99)) < 1e-4 * scale and float(diff.max()) < 0.25 * scale
 
 
 def test_physical_checks_hold_on_the_tensor_code_too(tensor_code):

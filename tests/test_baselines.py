@@ -103,8 +103,9 @@ def test_looc_inputs_are_the_rendered_parameter_sets(modality):
     query, key0, _ = looc_params(modality, x, quiet, torch.Generator().manual_seed(6), [])
     first, again, other = render_all(modality, x, [query, share_params(query, key0, AUDIO_AUGMENTATIONS), key0])
     # equal up to float32 rounding of the batched phase vocoder (which depends a little on the
-    # rows computed together), far below the difference to a resampled key
-    assert (first - again).abs().mean() < 0.01 * (first - other).abs().mean()
+    # rows computed together), far below the difference to a resampled key: 5e-4 of it here,
+    # up to 3e-3 for other seeds, and the vocoder's magnitude comparisons can flip with the CPU.
+    assert (first - again).abs().mean() < 0.05 * (first - other).abs().mean()
 
 
 # ---------------------------------------------------------------------- AugSelf

@@ -41,9 +41,11 @@ def test_r2_is_dataset_level_and_uniformly_averaged(outputs):
     target = torch.randn(150, outputs, generator=gen) * torch.tensor([1.0, 10.0, 0.1])[:outputs] + 5
     pred = target + 0.5 * torch.randn(150, outputs, generator=gen) * target.std(0)
     expected = sk_r2(target.numpy(), pred.numpy(), multioutput="uniform_average")
-    assert r2_score(pred, target) == pytest.approx(expected, abs=1e-6)
+    # float32 sums of squares (numpy's SIMD pairwise sums vs torch): 5.8e-8 apart observed;
+    # abs 1e-5 leaves ~170x and is far below a wrong (e.g. variance-weighted) average.
+    assert r2_score(pred, target) == pytest.approx(expected, abs=1e-5)
     if outputs == 1:
-        assert r2_score(pred[:, 0], target[:, 0]) == pytest.approx(expected, abs=1e-6)
+        assert r2_score(pred[:, 0], target[:, 0]) == pytest.approx(expected, abs=1e-5)
     # not the mean of per-batch scores (the paper code's defect)
     per_batch = sum(r2_score(pred[i:i + 30], target[i:i + 30]) for i in range(0, 150, 30)) / 5
     assert abs(per_batch - expected) > 1e-4

@@ -67,7 +67,9 @@ def test_nt_xent_matches_hand_computed_tiny_case() -> None:
     z2 = torch.tensor([[1.0, 0.0], [0.0, 0.5]])
     t = 0.5
     expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2 * math.exp(0.0)))
-    assert nt_xent(z1, z2, temperature=t).item() == pytest.approx(expected, rel=1e-6)
+    # float32 logsumexp of logits ~2 minus the positive (cancellation): errors ~eps x 2, 4e-8
+    # observed; abs 1e-5 leaves ~200x across CPUs' exp/log kernels (a wrong loss is off by ~0.1).
+    assert nt_xent(z1, z2, temperature=t).item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_nt_xent_matches_loop_reference(gen: torch.Generator) -> None:
@@ -88,9 +90,11 @@ def test_nt_xent_is_invariant_to_a_consistent_batch_permutation(gen: torch.Gener
     z1, z2 = torch.randn(7, 5, generator=gen), torch.randn(7, 5, generator=gen)
     perm = torch.randperm(7, generator=gen)
     assert not torch.equal(perm, torch.arange(7))
-    assert nt_xent(z1[perm], z2[perm]).item() == pytest.approx(nt_xent(z1, z2).item(), rel=1e-6)
+    # Reordered rows change float32 matmul blocking and the order of the mean: a few eps x the
+    # logit scale (1 / t = 2) apart; abs 1e-5 (~40 eps x 2) vs a mispaired loss off by ~0.1.
+    assert nt_xent(z1[perm], z2[perm]).item() == pytest.approx(nt_xent(z1, z2).item(), abs=1e-5)
     # Swapping the roles of the views changes nothing either.
-    assert nt_xent(z2, z1).item() == pytest.approx(nt_xent(z1, z2).item(), rel=1e-6)
+    assert nt_xent(z2, z1).item() == pytest.approx(nt_xent(z1, z2).item(), abs=1e-5)
 
 
 def test_nt_xent_prefers_aligned_distinct_samples(gen: torch.Generator) -> None:
@@ -103,7 +107,8 @@ def test_nt_xent_is_scale_invariant_and_differentiable(gen: torch.Generator) -> 
     z1 = torch.randn(4, 3, generator=gen, requires_grad=True)
     z2 = torch.randn(4, 3, generator=gen)
     loss = nt_xent(z1, z2)
-    assert nt_xent(z1 * 10, z2 * 0.1).item() == pytest.approx(loss.item(), rel=1e-5)
+    # float32 normalise of rescaled rows: a few eps x the logits (<= 2) apart; unnormalised, off by ~1
+    assert nt_xent(z1 * 10, z2 * 0.1).item() == pytest.approx(loss.item(), abs=1e-4)
     loss.backward()
     assert z1.grad is not None and torch.isfinite(z1.grad).all() and z1.grad.abs().sum() > 0
 
@@ -112,8 +117,10 @@ def test_info_nce_matches_loop_reference(gen: torch.Generator) -> None:
     q, k = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
     queue = torch.randn(6, 3, generator=gen) * 5  # normalised inside
     for t in (0.07, 0.2):
+        # float32 vs a float64 loop: errors scale with the logits (|logit| <= 1 / t, 14 at
+        # t = 0.07; 1.3e-6 observed); 2e-5 / t leaves ~200x.
         assert info_nce(q, k, queue, temperature=t).item() == pytest.approx(
-            reference_info_nce(q, k, queue, t), rel=1e-5
+            reference_info_nce(q, k, queue, t), abs=2e-5 / t
         )
 
 
@@ -123,7 +130,9 @@ def test_info_nce_hand_value_and_empty_queue() -> None:
     queue = torch.tensor([[0.0, 1.0], [-1.0, 0.0]])
     t = 0.5
     expected = -math.log(math.exp(2.0) / (math.exp(2.0) + math.exp(0.0) + math.exp(-2.0)))
-    assert info_nce(q, k, queue, temperature=t).item() == pytest.approx(expected, rel=1e-6)
+    # 0.143 = logsumexp (~2.1) - 2 in float32: errors ~eps x 2 (7e-8 observed, half of the old
+    # rel=1e-6 bound); abs 1e-5 leaves ~140x, a wrong loss is off by ~0.1.
+    assert info_nce(q, k, queue, temperature=t).item() == pytest.approx(expected, abs=1e-5)
     assert info_nce(q, k, torch.empty(0, 2), temperature=t).item() == pytest.approx(0.0, abs=1e-7)
 
 
@@ -139,8 +148,9 @@ def test_info_nce_gradient_reaches_queries_only(gen: torch.Generator) -> None:
 def test_mocov3_matches_loop_reference(gen: torch.Generator) -> None:
     q1, q2, k1, k2 = (torch.randn(5, 3, generator=gen) for _ in range(4))
     for t in (0.1, 0.2, 1.0):
+        # float32 vs a float64 loop, logits up to 1 / t = 10: 2e-7 observed; abs 1e-4 (~500x).
         assert mocov3_loss(q1, q2, k1, k2, temperature=t).item() == pytest.approx(
-            reference_mocov3(q1, q2, k1, k2, t), rel=1e-5
+            reference_mocov3(q1, q2, k1, k2, t), abs=1e-4
         )
 
 
@@ -152,7 +162,10 @@ def test_mocov3_hand_value_and_normalisation() -> None:
     q = torch.tensor([[5.0, 0.0], [0.0, 0.1]])  # scale must not matter (L2-normalised)
     t = 0.2
     expected = 2 * (2 * t) * math.log(1 + math.exp(-1 / t))
-    assert mocov3_loss(q, q, q, q, temperature=t).item() == pytest.approx(expected, rel=1e-6)
+    # 0.0054 = (logsumexp([5, 0]) - 5) x 2t in float32: absolute errors up to ~eps x 5, so a
+    # relative bound (rel 1e-6 = 5e-9) only held by luck; abs 1e-5 is still 800x below a
+    # missing 2t factor (off by 8e-3).
+    assert mocov3_loss(q, q, q, q, temperature=t).item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_mocov3_keys_get_no_gradient(gen: torch.Generator) -> None:

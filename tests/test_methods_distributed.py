@@ -111,10 +111,13 @@ def test_eval_mode_shuffle_keys_equal_plain_keys(runs):
     with torch.no_grad():
         full = reference.momentum_keys(data["x"], data["descriptor"], STEP)[0]
     n = N // WORLD
+    # Other batch compositions and sizes (4 shuffled rows, 4 own rows, all 8): float32 convolutions
+    # may block them differently on other CPUs (bit-equal here), a few eps x depth x |key| (<= 0.4)
+    # apart. atol 1e-4 is far above that and ~1000x below keys left in shuffled order (~0.1-1 apart).
     for r, result in enumerate(results):
-        torch.testing.assert_close(result["eval_shuffle"], result["eval_local"], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(result["eval_shuffle"], full[r * n:(r + 1) * n], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(result["eval_shuffle_all"], full, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(result["eval_shuffle"], result["eval_local"], rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(result["eval_shuffle"], full[r * n:(r + 1) * n], rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(result["eval_shuffle_all"], full, rtol=1e-5, atol=1e-4)
 
 
 def test_train_mode_keys_come_from_the_shuffled_batches(runs):

@@ -70,7 +70,9 @@ def test_averaged_mlps_equal_explicit_loop(space):
             second.bias.copy_(mlp.bias2[p])
         outputs.append(nn.Sequential(first, nn.ReLU(), second)(inv))
     expected = torch.stack(outputs).mean(0)
-    torch.testing.assert_close(mlp(inv), expected, atol=1e-6, rtol=0)
+    # One fused float32 matmul vs seven small ones and a mean (|out| ~0.3): 4.5e-8 observed;
+    # 1e-5 leaves ~200x, a wrong slice or average is off by ~0.1.
+    torch.testing.assert_close(mlp(inv), expected, atol=1e-5, rtol=0)
 
 
 def test_prompt_hidden_none_is_embed_dim_and_config_rebuilds(space):
@@ -106,7 +108,9 @@ def test_mixed_batch_equals_per_sample_calls(space):
     inv = torch.stack([d[0], d[3], d[0], d[6], d[3], torch.tensor([0.25, 0.5, 0.75])])
     batched = enc(x, inv)
     single = torch.cat([enc(x[i : i + 1], inv[i]) for i in range(6)])
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    # Batch 6 vs 1 changes float32 matmul blocking (|z| ~3): 7e-7 observed; 1e-4 leaves ~140x
+    # and is still ~250x below a row given another descriptor (>= 0.027 apart here).
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
     same = enc(x, d[2].expand(6, -1))  # one distinct row: the broadcast path
     torch.testing.assert_close(same, enc(x, d[2]), atol=1e-5, rtol=0)
 

@@ -91,7 +91,9 @@ def test_appearance_off_keeps_colours_exactly():
     x = colour.view(1, 3, 1, 1).expand(6, 3, 40, 40).contiguous()
     pol = VisionPolicy(group_space(), config(p=ALL_ON))
     spatial = pol.augment(x, torch.tensor([1.0, 0.0]), gen(2))
-    assert torch.allclose(spatial, colour.view(1, 3, 1, 1).expand_as(spatial), atol=1e-6)
+    # Resampling a constant image: weights summing to 1 in float32, 1.2e-7 (2 ulp) observed;
+    # 1e-5 leaves ~100x for other kernels and is far below a colour change (> 0.05).
+    assert torch.allclose(spatial, colour.view(1, 3, 1, 1).expand_as(spatial), atol=1e-5)
     both = pol.augment(x, torch.tensor([1.0, 1.0]), gen(2))
     assert (both - colour.view(1, 3, 1, 1)).abs().amax(dim=(1, 2, 3)).min() > 0.05
 
@@ -219,7 +221,9 @@ def test_backends_agree_exactly_with_crop_off():
     vb, p = VisionPolicy(group_space(), cfg).augment(x, torch.ones(2), gen(11), return_params=True)
     vt = VisionPolicy(group_space(), cfg, backend="torchvision").apply(x, p)
     assert p["color_jitter"]["applied"].all() and p["blur"]["applied"].any()
-    assert (vb - vt).abs().max() < 1e-4
+    # Two float32 implementations (HSV divides by the chroma): 1.1e-6 apart on [0, 1] pixels;
+    # 1e-3 leaves ~900x and is still well below a mismatched parameter (>= 1e-2).
+    assert (vb - vt).abs().max() < 1e-3
 
 
 @pytest.mark.parametrize("backend", ["batched", "torchvision"])
@@ -290,11 +294,13 @@ def test_targets_encode_identity_when_not_applied():
 
 def test_hsv_round_trip_and_fast_hue_agree():
     x = smooth(3, 16, 16, seed=4)
-    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
+    # float32 HSV divides by the chroma (small on smooth images), amplifying rounding: 7.8e-7
+    # observed on [0, 1] pixels; 1e-4 leaves ~130x, a wrong conversion is off by >= 1e-2.
+    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-4)
     shift = torch.tensor([-0.3, 0.05, 0.5])
     hsv = rgb_to_hsv(x)
     hsv[:, 0] = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
-    assert torch.allclose(adjust_hue(x, shift), hsv_to_rgb(hsv), atol=1e-5)
+    assert torch.allclose(adjust_hue(x, shift), hsv_to_rgb(hsv), atol=1e-4)
     grey = torch.full((1, 3, 4, 4), 0.4)
     assert torch.equal(adjust_hue(grey, torch.tensor([0.2])), grey)
 
