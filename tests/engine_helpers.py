@@ -5,10 +5,14 @@ in subprocesses::
     python -m tests.engine_helpers kill RUN_DIR KILL_AFTER [a.b=v ...]   # SIGKILLs itself after step_KILL_AFTER
     python -m tests.engine_helpers sigterm RUN_DIR AT [a.b=v ...]        # SIGTERM to itself during step AT (CLI)
     python -m tests.engine_helpers ddp OUT_DIR [a.b=v ...]               # a torchrun worker
+    python -m tests.engine_helpers killwrite RUN_DIR NAME [a.b=v ...]    # SIGKILL while writing checkpoints/NAME
+    python -m tests.engine_helpers hold RUN_DIR                          # hold the run dir's lock until killed
 """
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import os
 import signal
@@ -21,7 +25,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+import core.fileio
 from aiaudio.modality import make_audio_modality
+from core.cli import run_cli
 from core.engine import PretrainConfig, load_config, pretrain
 from core.engine.checkpoint import checkpoint_dir, step_file
 from core.engine.cli import add_pretrain_commands
@@ -109,6 +115,35 @@ class HookedModality(Modality):
         return self.inner.encoder_extra()
 
 
+class FaultyFile(io.FileIO):
+    """A real temporary file of ``core.fileio.atomic_write`` that, once ``limit`` bytes are
+    written, raises ``OSError(ENOSPC)`` from ``write`` (``fault="enospc"``, a full disk) or
+    SIGKILLs the process (``fault="kill"``, a kill in the middle of a checkpoint write)."""
+
+    def __init__(self, fd: int, limit: int, fault: str) -> None:
+        super().__init__(fd, "wb")
+        self.limit, self.fault, self.written = limit, fault, 0
+
+    def write(self, data) -> int:
+        if self.written + len(data) > self.limit:
+            if self.fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.written += len(data)
+        return super().write(data)
+
+
+def faulty_open_temp(name: str, fault: str, limit: int = 1 << 16) -> Callable:
+    """A replacement for ``core.fileio.open_temp`` that gives final files called ``name`` a
+    :class:`FaultyFile` (every other file opens as usual)."""
+    original = core.fileio.open_temp
+
+    def open_temp(fd: int, path: Path):
+        return FaultyFile(fd, limit, fault) if Path(path).name == name else original(fd, path)
+
+    return open_temp
+
+
 def run_helper(*args: str, torchrun: int = 0, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run this module as a script (optionally under ``torchrun --nproc_per_node N``)."""
     # one intra-op thread, like the tests' in-process runs (see the one_thread fixture in conftest.py): bitwise-equal results
@@ -126,10 +161,11 @@ def run_helper(*args: str, torchrun: int = 0, timeout: float = 120) -> subproces
 def _kill(run_dir: str, kill_after: int, extra: list[str]) -> int:
     config = tiny_config(run_dir, *extra)
     marker = step_file(checkpoint_dir(run_dir), kill_after)
+    main_pid = os.getpid()  # the run's process, also when a DataLoader worker loads the item
 
     def on_item(index: int) -> None:
         if marker.exists():  # data of step kill_after + 1 is being loaded: die without warning
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(main_pid, signal.SIGKILL)
 
     pretrain(config, HookedModality(make_audio_modality(config), on_item=on_item), progress=False)
     return 0
@@ -144,15 +180,32 @@ def _sigterm(run_dir: str, at: int, extra: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="helper")
     sub = parser.add_subparsers(dest="command")
     add_pretrain_commands(sub, lambda cfg: HookedModality(make_audio_modality(cfg), on_views=on_views))
-    args = parser.parse_args(["pretrain", "--no-progress", *tiny_overrides(run_dir, *extra)])
-    return args.func(args)
+    return run_cli(parser, ["pretrain", "--no-progress", *tiny_overrides(run_dir, *extra)])
+
+
+def _killwrite(run_dir: str, name: str, extra: list[str]) -> int:
+    core.fileio.open_temp = faulty_open_temp(name, "kill")
+    config = tiny_config(run_dir, *extra)
+    pretrain(config, make_audio_modality(config), progress=False)
+    return 0
+
+
+def _hold(run_dir: str) -> int:
+    from core.engine.rundir import RunLock
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    RunLock.acquire(Path(run_dir))
+    print("locked", flush=True)
+    signal.pause()  # until the test kills this process
+    return 0
 
 
 def _ddp(out_dir: str, extra: list[str]) -> int:
     out = Path(out_dir)
     config = tiny_config(out / "run", *extra)
-    result = pretrain(config, make_audio_modality(config), progress=False)
     rank = int(os.environ["RANK"])
+    (out / f"pid_{rank}").write_text(str(os.getpid()))
+    result = pretrain(config, make_audio_modality(config), progress=False)
     (out / f"history_{rank}.json").write_text(json.dumps(result.history))
     params = {k: v.detach().cpu() for k, v in result.method.named_parameters()}
     torch.save(params, out / f"params_{rank}.pt")
@@ -167,6 +220,10 @@ def main(argv: list[str]) -> int:
         return _sigterm(target, int(rest[0]), rest[1:])
     if mode == "ddp":
         return _ddp(target, rest)
+    if mode == "killwrite":
+        return _killwrite(target, rest[0], rest[1:])
+    if mode == "hold":
+        return _hold(target)
     raise SystemExit(f"unknown mode {mode!r}")
 
 

@@ -5,11 +5,12 @@ import pytest
 import yaml
 
 from core.config import ConfigError, apply_overrides, load_yaml, save_yaml
+from core.cli import run_cli
 from core.engine.cli import add_pretrain_commands
 from core.engine.config import PretrainConfig, TrainConfig, load_config
 
 TRAIN_KEYS = "batch_size, bf16, channels_last, checkpoint_every, deterministic, grad_clip, keep_checkpoints, " \
-             "log_every, num_workers, steps, stop_at"
+             "log_every, max_param_growth, num_workers, steps, stop_at"
 TOP_KEYS = "data, descriptor, encoder, method, monitor, optim, run_dir, seed, train"
 
 
@@ -118,12 +119,10 @@ def _cli(make_modality=None):
 
 def test_cli_bad_configs_exit_with_message_not_traceback(tmp_path, capsys):
     bad = write(tmp_path / "bad.yaml", "train:\n  stepz: 10\n")
-    args = _cli().parse_args(["pretrain", "--config", str(bad)])
-    assert args.func(args) == 2
+    assert run_cli(_cli(), ["pretrain", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "stepz" in err and str(bad) in err and "Traceback" not in err
-    args = _cli().parse_args(["pretrain", "--config", str(write(tmp_path / "ok.yaml", "seed: 1\n")), "train.steps"])
-    assert args.func(args) == 2
+    assert err.startswith("t pretrain: error: ") and "stepz" in err and str(bad) in err and "Traceback" not in err
+    assert run_cli(_cli(), ["pretrain", "--config", str(write(tmp_path / "ok.yaml", "seed: 1\n")), "train.steps"]) == 2
     assert "command line override train.steps: expected key.sub=value" in capsys.readouterr().err
 
 
@@ -132,7 +131,15 @@ def test_cli_reports_modality_config_errors_with_the_file(tmp_path, capsys):
         raise ConfigError("data: unknown key 'datset' (allowed: dataset, seconds)")
 
     path = write(tmp_path / "data.yaml", "data:\n  datset: x\n")
-    args = _cli(strict_modality).parse_args(["pretrain", "--config", str(path)])
-    assert args.func(args) == 2
+    assert run_cli(_cli(strict_modality), ["pretrain", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"error: {path}: data: unknown key 'datset'" in err
+
+
+def test_values_that_clash_across_sections_name_their_source(tmp_path, capsys):
+    path = write(tmp_path / "clash.yaml", "train:\n  steps: 10\noptim:\n  warmup_steps: 20\n")
+    assert run_cli(_cli(), ["pretrain", "--config", str(path), f"run_dir={tmp_path / 'run'}"]) == 2
+    assert f"error: {path}: optim.warmup_steps=20 exceeds train.steps=10" in capsys.readouterr().err
+    assert run_cli(_cli(), ["pretrain", "--config", str(path), "train.steps=30", "train.steps=5"]) == 2  # the last override that set one of the keys is named
+    assert "error: command line override train.steps=5: optim.warmup_steps=20 exceeds" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -38,3 +38,5 @@ def test_two_rank_torchrun_agrees_on_descriptors_and_parameters(tmp_path):
     for row, h0, h1 in zip(rows, *histories):  # CSV loss = mean over ranks; throughput counts both ranks
         assert float(row["loss"]) == pytest.approx((h0["loss"] + h1["loss"]) / 2, rel=1e-5)
     assert (tmp_path / "run" / "encoder.pt").is_file()
+    # rank 0 alone took the run directory's lock (the file names its holder)
+    assert f"pid={(tmp_path / 'pid_0').read_text()} " in (tmp_path / "run" / "run.lock").read_text()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from core import load_encoder, save_encoder
+from core.cli import run_cli
 from core.encoders.serialise import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, read_encoder_file
 from core.engine.cli import add_pretrain_commands
 from core.fileio import atomic_save
@@ -87,8 +88,7 @@ def test_checkpoint_errors_name_the_file(audio_space, tmp_path):
 def _export(argv):
     parser = argparse.ArgumentParser(prog="t")
     add_pretrain_commands(parser.add_subparsers(dest="command"), lambda cfg: None)
-    args = parser.parse_args(["export", *argv])
-    return args.func(args)
+    return run_cli(parser, ["export", *argv])
 
 
 def test_export_command_writes_a_loadable_encoder_with_extra(audio_space, tmp_path, capsys):
@@ -100,6 +100,6 @@ def test_export_command_writes_a_loadable_encoder_with_extra(audio_space, tmp_pa
     assert raw["format"] == "amortised-invariance-encoder" and raw["extra"]["sample_rate"] == 16000
     torch.testing.assert_close(features(load_encoder(tmp_path / "out" / "encoder.pt")), features(method.encoder),
                                atol=0, rtol=0)
-    assert _export(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == 1
+    assert _export(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == 2  # user's fix
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "missing.pt does not exist" in err
+    assert err.startswith("t export: error: ") and "missing.pt does not exist" in err and not (tmp_path / "x.pt").exists()

@@ -8,7 +8,7 @@ Usage::
 """
 from core.engine.config import (DescriptorConfig, EncoderConfig, MonitorConfig, PretrainConfig, TrainConfig,
                                 config_from_dict, load_config)
-from core.engine.loop import NonFiniteLossError, PretrainResult, descriptor_for_step, pretrain
+from core.engine.loop import NonFiniteLossError, PretrainResult, TrainingDivergedError, descriptor_for_step, pretrain
 
 __all__ = [
     "DescriptorConfig",
@@ -18,6 +18,7 @@ __all__ = [
     "PretrainConfig",
     "PretrainResult",
     "TrainConfig",
+    "TrainingDivergedError",
     "config_from_dict",
     "descriptor_for_step",
     "load_config",

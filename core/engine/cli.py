@@ -1,7 +1,10 @@
 """``pretrain`` and ``export`` sub-commands, shared by the modality CLIs (``aiaudio``, ``aivision``).
 
-User errors (bad config, missing checkpoint, non-finite loss) print one ``error: ...`` line
-to stderr and give a non-zero exit status, without a traceback.
+Failures are raised as named errors and reported by :func:`core.cli.run_cli` in one line
+(the traceback with ``--debug``): the user's mistakes (bad config, no checkpoint to resume,
+a checkpoint that is corrupt or does not fit, a garbage file to export) exit with status 2;
+named run failures (non-finite loss, diverged weights, a run directory in use, a full disk)
+with status 1.
 """
 from __future__ import annotations
 
@@ -12,50 +15,48 @@ from typing import Callable, Mapping, Sequence
 
 from core.config import ConfigError
 from core.encoders.serialise import read_encoder_file, save_encoder
-from core.engine.config import PretrainConfig, load_config
-from core.engine.loop import NonFiniteLossError, pretrain
+from core.engine.checkpoint import CheckpointError
+from core.engine.config import CrossKeyError, PretrainConfig, blame, check_across, load_config
+from core.engine.loop import pretrain
+from core.errors import UserError
 from core.modality import Modality
 
-EXIT_CONFIG = 2
-EXIT_FAILED = 1
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143, the shell's status for a TERM-ed process
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
 
 
 def run_pretrain(args: argparse.Namespace, make_modality: Callable[[PretrainConfig], Modality],
                  models: Mapping[str, Sequence[str]] | None = None) -> int:
-    """Load the config, build the modality and pre-train; returns the exit status.
+    """Load the config, build the modality and pre-train; returns the exit status (0, or 143
+    after SIGTERM).
 
-    ``--model NAME`` puts ``models[NAME]``'s overrides before the command line's own.
+    ``--model NAME`` puts ``models[NAME]``'s overrides before the command line's own. Failures
+    are raised for :func:`core.cli.run_cli` to report (one line, or the traceback with
+    ``--debug``); config errors found after loading are re-raised naming the file (and the
+    ``data.`` overrides, or the override that set a clashing key).
+
+    Raises:
+        ConfigError, UserError: the user's to fix (exit status 2).
+        RunError: non-finite loss, divergence, run directory in use, full disk (exit status 1).
     """
     overrides = list(args.overrides)
     if getattr(args, "model", None) is not None:
         overrides = [*(models or {})[args.model], *overrides]
+    source = args.config or "default config"
+    config = load_config(args.config, overrides)
     try:
-        config = load_config(args.config, overrides)
-    except ConfigError as err:
-        _error(str(err))
-        return EXIT_CONFIG
+        check_across(config)
+    except CrossKeyError as err:
+        raise blame(err, args.config, overrides) from err
     try:
         modality = make_modality(config)
     except ConfigError as err:
         data_overrides = [o for o in overrides if o.strip().startswith("data.")]
-        source = args.config or "default config"
-        if data_overrides:
-            source += f" (with command line overrides {' '.join(data_overrides)})"
-        _error(f"{source}: {err}")
-        return EXIT_CONFIG
+        where = f" (with command line overrides {' '.join(data_overrides)})" if data_overrides else ""
+        raise ConfigError(f"{source}{where}: {err}") from err
     try:
         result = pretrain(config, modality, resume=args.resume, progress=not args.no_progress)
     except ConfigError as err:
-        _error(f"{args.config or 'default config'}: {err}")
-        return EXIT_CONFIG
-    except (NonFiniteLossError, FileNotFoundError, FileExistsError) as err:
-        _error(str(err))
-        return EXIT_FAILED
+        raise ConfigError(f"{source}: {err}") from err
     if result.stopped == "sigterm":
         print(f"stopped by SIGTERM after step {result.steps}; checkpoint {result.checkpoint}; "
               f"continue with --resume", file=sys.stderr)
@@ -69,13 +70,20 @@ def run_pretrain(args: argparse.Namespace, make_modality: Callable[[PretrainConf
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Write the encoder of a checkpoint (or encoder file) as an encoder file with its extras."""
+    """Write the encoder of a checkpoint (or encoder file) as an encoder file with its extras.
+
+    Raises:
+        UserError: a missing, corrupt, truncated or foreign ``--checkpoint`` (names the file;
+            exit status 2 through :func:`core.cli.run_cli`); nothing is written.
+    """
     try:
         encoder, extra = read_encoder_file(args.checkpoint)
-        path = save_encoder(encoder, args.out, extra=extra)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        _error(str(err))
-        return EXIT_FAILED
+    except UserError:
+        raise
+    except (FileNotFoundError, ValueError) as err:
+        text = str(err) if str(args.checkpoint) in str(err) else f"{args.checkpoint}: {err}"
+        raise CheckpointError(f"cannot export: {text}") from err
+    path = save_encoder(encoder, args.out, extra=extra)
     params = sum(p.numel() for p in encoder.parameters())
     print(f"wrote {path}: {encoder.name} ({params / 1e6:.2f}M parameters), space {list(encoder.space.names)}, "
           f"extra keys {sorted(extra)}")
@@ -98,7 +106,8 @@ def add_pretrain_commands(sub: argparse._SubParsersAction,
     if models:
         p.add_argument("--model", default=None, choices=list(models),
                        help="a named model: its overrides come before the command line's (same budget)")
-    p.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoints/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from run_dir/checkpoints/last.pt (else the newest good step_*.pt)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides such as train.steps=100 (values parsed as YAML)")

@@ -89,6 +89,11 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms`` (bitwise-reproducible resume).
         stop_at: stop cleanly with a checkpoint at this step (time-limited job slots);
             ``--resume`` continues to ``steps``.
+        max_param_growth: stop the run as diverged when the global L2 norm of the
+            parameters exceeds this many times its value at initialisation (weights can blow
+            up by many orders of magnitude while a normalised contrastive loss stays finite);
+            null = no such check (non-finite parameters, gradients and losses always stop the
+            run). The default, 1e6, is far above what a converging run reaches.
     """
     steps: int = 1000
     batch_size: int = 256
@@ -101,6 +106,7 @@ class TrainConfig:
     grad_clip: float | None = None
     deterministic: bool = False
     stop_at: int | None = None
+    max_param_growth: float | None = 1.0e6
 
     def __post_init__(self) -> None:
         for key, minimum in (("steps", 1), ("batch_size", 2), ("num_workers", 0), ("checkpoint_every", 1),
@@ -110,6 +116,9 @@ class TrainConfig:
         require(self.grad_clip is None or (math.isfinite(self.grad_clip) and self.grad_clip > 0),
                  f"train.grad_clip must be > 0 or null, got {self.grad_clip}")
         require(self.stop_at is None or self.stop_at >= 1, f"train.stop_at must be >= 1 or null, got {self.stop_at}")
+        growth = self.max_param_growth
+        require(growth is None or (math.isfinite(growth) and growth > 1),
+                f"train.max_param_growth must be a number > 1 or null, got {growth}")
 
 
 @dataclass
@@ -185,6 +194,37 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Pretr
         except ConfigError as err:
             raise ConfigError(f"command line override {item}: {err}") from err
     return config_from_dict(data)
+
+
+class CrossKeyError(ConfigError):
+    """Values that are valid alone but not together; ``keys`` names the dotted keys involved."""
+
+    def __init__(self, keys: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.keys = list(keys)
+
+
+def check_across(config: PretrainConfig) -> None:
+    """Checks across sections, run before anything is written (``pretrain`` and the CLI call it;
+    ``load_config`` does not, so that an override may fix what a file sets in either order).
+
+    Raises:
+        CrossKeyError: e.g. ``optim.warmup_steps`` above ``train.steps``.
+    """
+    warmup, steps = config.optim.warmup_steps, config.train.steps
+    if warmup > steps:
+        raise CrossKeyError(["optim.warmup_steps", "train.steps"],
+                            f"optim.warmup_steps={warmup} exceeds train.steps={steps}: lower "
+                            f"optim.warmup_steps or raise train.steps")
+
+
+def blame(err: CrossKeyError, path: str | Path | None, overrides: Sequence[str]) -> ConfigError:
+    """``err`` naming its source: the last override that set one of its keys, else the file."""
+    for item in reversed(list(overrides)):
+        key = item.split("=", 1)[0].strip()
+        if any(k == key or k.startswith(f"{key}.") for k in err.keys):
+            return ConfigError(f"command line override {item}: {err}")
+    return ConfigError(f"{path if path is not None else 'default config'}: {err}")
 
 
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -12,12 +12,14 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
+
+from core.errors import RunError
 
 
 @dataclass
@@ -104,6 +106,23 @@ def any_rank(flags: Sequence[bool], ctx: DistContext) -> list[bool]:
     t = torch.tensor([float(bool(f)) for f in flags], device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
+
+
+def run_on_main(ctx: DistContext, action: Callable[[], None], what: str) -> None:
+    """Run ``action`` on rank 0 only; every rank must call this. A failure on rank 0 is
+    re-raised there and agreed on (one collective), so the other ranks raise too
+    (:class:`core.errors.RunError` naming ``what``) instead of waiting for rank 0 forever."""
+    failure: BaseException | None = None
+    if ctx.is_main:
+        try:
+            action()
+        except Exception as err:  # noqa: BLE001 - re-raised below, once the ranks agree
+            failure = err
+    (failed,) = any_rank([failure is not None], ctx)
+    if failure is not None:
+        raise failure
+    if failed:
+        raise RunError(f"rank 0 failed to {what}; see its message")
 
 
 def mean_over_ranks(values: dict[str, float], ctx: DistContext) -> dict[str, float]:

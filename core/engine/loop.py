@@ -7,19 +7,23 @@ from one seeded by ``(seed, s - 1, rank)``; the method sees ``step = s - 1``. A 
 
 Run directory::
 
+    run_dir/run.lock                 held by rank 0 while a run uses the directory (core.engine.rundir)
     run_dir/config.yaml              resolved config (overrides applied, defaults filled)
     run_dir/metrics.csv              rank-0 metrics (see core.engine.metrics)
     run_dir/tensorboard/             TensorBoard event files
     run_dir/checkpoints/step_NNNNNNN.pt, run_dir/checkpoints/last.pt
     run_dir/encoder.pt               exported encoder (with modality.encoder_extra()), at the end
     run_dir/loss.png                 loss curve (and monitor accuracies)
+
+Nothing is written before the whole run has been validated (config, modality, encoder,
+method, optimiser, schedule, data size, the checkpoint to resume from): a rejected run leaves
+the directory as it was. Numerical faults stop the run as described in core.engine.health.
 """
 from __future__ import annotations
 
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,27 +33,28 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from core.config import ConfigError, save_yaml, to_plain
-from core.encoders.registry import build_encoder
 from core.encoders.serialise import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_encoder
-from core.engine.checkpoint import (LAST, capture_rng, checkpoint_dir, load_checkpoint, restore_rng,
-                                    resume_checkpoint, save_checkpoint, step_files)
-from core.engine.config import PretrainConfig, changed_keys
+from core.engine.build import build_run_method
+from core.engine.checkpoint import (LAST, NonFiniteStateError, capture_rng, checkpoint_dir, restore_rng,
+                                    save_checkpoint)
+from core.engine.config import PretrainConfig, check_across
 from core.engine.distributed import (DistContext, ResumableSampler, SigtermFlag, any_rank, barrier, derive_seed,
-                                     ignore_sigterm, mean_over_ranks, setup_distributed, teardown_distributed)
+                                     ignore_sigterm, mean_over_ranks, run_on_main, setup_distributed,
+                                     teardown_distributed)
+from core.engine.health import Health, NonFiniteLossError, TrainingDivergedError, global_norm, model_state
 from core.engine.metrics import MetricsWriter, descriptor_text, plot_losses
 from core.engine.monitor import OnlineMonitor
+from core.engine.resume import ResumePoint, check_fits, load_fitting
+from core.engine.rundir import RunDirectory
 from core.engine.views import method_inputs
-from core.errors import RunError
+from core.errors import DiskFullError
 from core.invariance import InvarianceSpace
-from core.methods import Method, build_method
+from core.methods import Method
 from core.modality import Modality
 from core.optim import build_optimizer, build_scheduler
 
 DESCRIPTOR_STREAM, AUGMENT_STREAM, SAMPLER_STREAM, LOADER_STREAM = 1, 2, 3, 4
-
-
-class NonFiniteLossError(RunError, RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the descriptor."""
+__all__ = ["NonFiniteLossError", "PretrainResult", "TrainingDivergedError", "descriptor_for_step", "pretrain"]
 
 
 @dataclass
@@ -96,28 +101,35 @@ def pretrain(config: PretrainConfig, modality: Modality, resume: bool = False, p
     Args:
         config: the validated config.
         modality: the data side (its ``data:`` already validated by its factory).
-        resume: continue from ``run_dir/checkpoints/last.pt``.
+        resume: continue from the newest good checkpoint of ``run_dir/checkpoints``
+            (``last.pt``, else the newest good step file; see :mod:`core.engine.resume`).
         progress: tqdm bar on rank 0.
 
     Raises:
-        FileNotFoundError: ``resume`` without a checkpoint.
-        FileExistsError: a fresh run into a run_dir that already holds checkpoints.
+        NothingToResume: ``resume`` without a good checkpoint (a ``FileNotFoundError``).
+        CheckpointsExist: a fresh run into a run_dir that already holds checkpoints (a ``FileExistsError``).
+        CheckpointMismatch: the checkpoint does not fit the config (other encoder, space, optimiser).
+        RunDirBusy: another run holds the run directory's lock.
         ConfigError: settings that do not fit the modality (descriptor length, encoder, data size).
-        NonFiniteLossError: NaN/inf loss (no checkpoint is written for that step).
+        NonFiniteLossError: NaN/inf loss; its subclass TrainingDivergedError: non-finite gradients,
+            non-finite or diverged parameters (no checkpoint is written for that step).
+        DiskFullError: the disk filled up while writing (the previous checkpoint is intact).
     """
     ctx = setup_distributed()
     deterministic = torch.are_deterministic_algorithms_enabled()
+    rundir = RunDirectory(Path(config.run_dir), ctx)
     try:
         with SigtermFlag() as sigterm:
-            return _Run(config, modality, ctx, resume, progress, sigterm).run()
+            return _Run(config, modality, ctx, rundir, resume, progress, sigterm).run()
     finally:
+        rundir.release()
         torch.use_deterministic_algorithms(deterministic)
         teardown_distributed(ctx)
 
 
 class _Run:
-    def __init__(self, config: PretrainConfig, modality: Modality, ctx: DistContext, resume: bool,
-                 progress: bool, sigterm: SigtermFlag) -> None:
+    def __init__(self, config: PretrainConfig, modality: Modality, ctx: DistContext, rundir: RunDirectory,
+                 resume: bool, progress: bool, sigterm: SigtermFlag) -> None:
         self.config, self.modality, self.ctx, self.sigterm = config, modality, ctx, sigterm
         self.space = modality.space
         self.run_dir = Path(config.run_dir)
@@ -125,24 +137,29 @@ class _Run:
         self.cuda = ctx.device.type == "cuda"
         train = config.train
         config.descriptor.check(self.space)
+        check_across(config)
         if train.deterministic:
             if self.cuda:  # deterministic cuBLAS needs a fixed workspace (read at its first use)
                 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         if self.cuda:
             torch.backends.cudnn.benchmark = not train.deterministic
-        ckpt = self._open_run_dir(resume)
-        if ckpt is not None:
-            modality.load_state_dict(ckpt["modality"])
+        rundir.lock_existing()
+        point = rundir.open(resume)  # read only
+        ckpt = None if point is None else point.data
+        if point is not None:
+            check_fits(point, config, self.space, ctx.world_size, warn=ctx.is_main)
+            load_fitting(point, config, lambda: modality.load_state_dict(point.data["modality"]))
         modality.setup(ctx.device)
-        self.method = self._build_method()
+        self.method = build_run_method(config, modality, ctx)
+        self.health = Health(float(global_norm(model_state(self.method))), train.max_param_growth)
         self.optimizer = build_optimizer(self.method, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, total_steps=train.steps)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=False)  # fp16 only; bf16 needs none
         self.step = self.epoch = self.batch_in_epoch = 0
         self.saved_step, self.saved_path = -1, None
-        if ckpt is not None:
-            self._restore(ckpt)
+        if point is not None:
+            load_fitting(point, config, lambda: self._restore(point))
         self.model: nn.Module = self.method
         if ctx.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -156,76 +173,21 @@ class _Run:
                               f"train.batch_size={train.batch_size} on {ctx.world_size} rank(s)")
         self.progress = progress
         self.monitor = OnlineMonitor(modality, config.monitor, ctx.device) if ctx.is_main else None
+        # everything is validated: only now take the directory and write into it
+        rundir.claim(point, lambda path: save_yaml(config.to_dict(), path))
         if ckpt is not None:
             restore_rng(ckpt["rng"])  # last: nothing after this may draw from the global generators
 
     # ------------------------------------------------------------------ set-up
-    def _open_run_dir(self, resume: bool) -> dict[str, Any] | None:
-        ckpt = None
-        if resume:
-            path = resume_checkpoint(self.run_dir)
-            ckpt = load_checkpoint(path)
-            changed = changed_keys(ckpt["config"], to_plain(self.config.to_dict()))
-            if changed and self.ctx.is_main:
-                warnings.warn(f"resuming {path} with a config that differs in {changed}", stacklevel=3)
-            if ckpt.get("world_size", self.ctx.world_size) != self.ctx.world_size:
-                warnings.warn(f"resuming {path} written by {ckpt['world_size']} rank(s) on "
-                              f"{self.ctx.world_size}: the data order changes", stacklevel=3)
-        elif step_files(self.ckpt_dir) or (self.ckpt_dir / LAST).exists():
-            raise FileExistsError(f"{self.ckpt_dir} already holds checkpoints; resume that run "
-                                  f"(--resume) or choose another run_dir")
-        if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(self.config.to_dict(), self.run_dir / "config.yaml")
-        return ckpt
-
-    def _build_method(self) -> Method:
-        default_name, default_kwargs = self.modality.default_encoder()
-        name = self.config.encoder.name or default_name
-        kwargs = {**default_kwargs, **self.config.encoder.kwargs}
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)  # same initial weights on every rank and resume
-            try:
-                encoder = build_encoder(name, self.space, **kwargs)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"encoder: cannot build {name!r} with {kwargs}: {err}") from err
-            name = self.config.method.name
-            if name in ("looc", "augself") and type(self.modality).sample_params is Modality.sample_params:
-                raise ConfigError(f"method {name} needs augmentation parameters, which the {self.modality.name} "
-                                  "modality does not expose (Modality.sample_params / render)")
-            target_dims = self.modality.target_dims() if name == "augself" else None
-            for entry in self.config.method.looc_entries or ():
-                try:
-                    self.modality.entry_augmentations(entry)
-                except KeyError as err:
-                    raise ConfigError(f"method.looc_entries: {err.args[0]}") from err
-            try:
-                method = build_method(encoder, self.config.method, seed=self.config.seed, target_dims=target_dims)
-            except ValueError as err:
-                raise ConfigError(f"method: {err}") from err
-        if method.inputs == "looc":
-            d = descriptor_for_step(self.config, self.space, 0)
-            if self.config.descriptor.mode != "fixed" or not bool((d == 1).all()):
-                raise ConfigError("method looc pre-trains with every augmentation on: set descriptor.mode: fixed "
-                                  "with neither descriptor.fixed nor descriptor.active")
-        if self.ctx.distributed and self.config.method.batch_norm == "sync":
-            if self.cuda:
-                method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-            elif self.ctx.is_main:
-                warnings.warn("method.batch_norm=sync needs CUDA; keeping per-rank BatchNorm on CPU")
-        method = method.to(self.ctx.device)
-        if self.cuda and self.config.train.channels_last:
-            method = method.to(memory_format=torch.channels_last)
-        return method
-
-    def _restore(self, ckpt: dict[str, Any]) -> None:
+    def _restore(self, point: ResumePoint) -> None:
+        ckpt = point.data
         self.method.load_state_dict(ckpt["model"])
         self.method.load_extra_state(ckpt["method_extra"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step, self.epoch, self.batch_in_epoch = int(ckpt["step"]), int(ckpt["epoch"]), int(ckpt["batch_in_epoch"])
-        self.saved_step, self.saved_path = self.step, self.ckpt_dir / LAST
+        self.saved_step, self.saved_path = self.step, point.path
 
     def _loader(self) -> Any:
         if hasattr(self.dataset, "set_epoch"):
@@ -238,8 +200,20 @@ class _Run:
                                pin_memory=self.cuda, generator=generator, worker_init_fn=ignore_sigterm))
 
     # -------------------------------------------------------------- training
+    def _last_good(self) -> str:
+        return f"{self.saved_path} (step {self.saved_step})" if self.saved_path else "none written yet"
+
+    def _diverged(self, fault: str | None) -> TrainingDivergedError:
+        """The error for parameters found unhealthy after step ``self.step`` (not checkpointed)."""
+        step = self.step
+        where = f" with descriptor [{self.space.describe(descriptor_for_step(self.config, self.space, step - 1))}]"
+        return TrainingDivergedError(
+            f"{fault or 'parameters diverged on another rank'} after step {step}{where if step else ''}; "
+            f"stopped without checkpointing step {step}; last good checkpoint: {self._last_good()}")
+
     def _train_step(self, batch: dict[str, Tensor]) -> tuple[float, float, Tensor, dict[str, float]]:
-        """One update; returns (loss, lr, descriptor, logs). Raises NonFiniteLossError."""
+        """One update; returns (loss, lr, descriptor, logs). Raises NonFiniteLossError (loss) or
+        TrainingDivergedError (gradients, or the parameters this step starts from)."""
         index, cfg, device = self.step, self.config, self.ctx.device
         descriptor = descriptor_for_step(cfg, self.space, index)
         generator = torch.Generator().manual_seed(derive_seed(cfg.seed, AUGMENT_STREAM, index, self.ctx.rank))
@@ -249,20 +223,29 @@ class _Run:
         if self.cuda and cfg.train.channels_last:
             inputs = channels_last(inputs)
         self.optimizer.zero_grad(set_to_none=True)
+        params = list(self.method.parameters())
+        state_norm = global_norm(model_state(self.method))  # what this step starts from (the last step's result)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.cuda and cfg.train.bf16):
             loss, logs = self.model(**inputs, descriptor=descriptor.to(device), step=index)
-        value = float(loss.detach().float())
-        (bad,) = any_rank([not math.isfinite(value)], self.ctx)
-        if bad:
-            last = f"{self.saved_path} (step {self.saved_step})" if self.saved_path else "none written yet"
-            raise NonFiniteLossError(
-                f"non-finite loss ({value}) at step {index + 1} (epoch {self.epoch}, batch "
-                f"{self.batch_in_epoch}) with descriptor [{self.space.describe(descriptor)}]; stopped "
-                f"without checkpointing this step; last good checkpoint: {last}")
         self.scaler.scale(loss).backward()
         if cfg.train.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.method.parameters(), cfg.train.grad_clip)
+        grad_norm = global_norm(p.grad for p in params if p.grad is not None)
+        if cfg.train.grad_clip is not None:
+            nn.utils.clip_grads_with_norm_(params, cfg.train.grad_clip, grad_norm.float())
+        value, grad_value, state_value = torch.stack(  # one device sync for the three checks
+            [loss.detach().double(), grad_norm.double().to(loss.device), state_norm.to(loss.device)]).tolist()
+        fault = self.health.param_fault(state_value)
+        bad_params, bad_loss, bad_grad = any_rank(
+            [fault is not None, not math.isfinite(value), not math.isfinite(grad_value)], self.ctx)
+        if bad_params:
+            raise self._diverged(fault)
+        if bad_loss or bad_grad:
+            what = f"non-finite loss ({value})" if bad_loss else f"non-finite gradient norm ({grad_value})"
+            kind = NonFiniteLossError if bad_loss else TrainingDivergedError
+            raise kind(f"{what} at step {index + 1} (epoch {self.epoch}, batch {self.batch_in_epoch}) with "
+                       f"descriptor [{self.space.describe(descriptor)}]; stopped before the optimiser step, "
+                       f"without checkpointing this step; last good checkpoint: {self._last_good()}")
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -273,22 +256,35 @@ class _Run:
         return value, lr, descriptor, {k: float(v) for k, v in logs.items() if k != "loss"}
 
     def _save(self) -> None:
-        if self.ctx.is_main:
-            encoder = self.method.encoder
-            payload = {
-                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
-                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "world_size": self.ctx.world_size,
-                "config": to_plain(self.config.to_dict()),
-                "encoder_meta": {"encoder": encoder.name, "config": dict(encoder.config),
-                                 "space": self.space.to_dict(), "extra": self.modality.encoder_extra()},
-                "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "method_extra": self.method.extra_state(), "modality": self.modality.state_dict(),
-                "rng": capture_rng(),
-            }
-            save_checkpoint(payload, self.ckpt_dir, self.config.train.keep_checkpoints)
+        """Check the weights (see core.engine.health), then write the checkpoint on rank 0."""
+        fault = self.health.param_fault(float(global_norm(model_state(self.method))))
+        if any_rank([fault is not None], self.ctx)[0]:
+            raise self._diverged(fault)
+        run_on_main(self.ctx, self._write, f"write the checkpoint of step {self.step}")
         self.saved_step, self.saved_path = self.step, self.ckpt_dir / LAST
-        barrier(self.ctx)
+
+    def _write(self) -> None:
+        encoder = self.method.encoder
+        payload = {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "step": self.step,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "world_size": self.ctx.world_size,
+            "config": to_plain(self.config.to_dict()),
+            "encoder_meta": {"encoder": encoder.name, "config": dict(encoder.config),
+                             "space": self.space.to_dict(), "extra": self.modality.encoder_extra()},
+            "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "method_extra": self.method.extra_state(), "modality": self.modality.state_dict(),
+            "rng": capture_rng(),
+        }
+        try:
+            save_checkpoint(payload, self.ckpt_dir, self.config.train.keep_checkpoints)
+        except NonFiniteStateError as err:
+            raise self._diverged(str(err)) from err
+        except DiskFullError as err:
+            full = DiskFullError(f"{err}; the checkpoint of step {self.step} was not written, last good "
+                                 f"checkpoint: {self._last_good()}")
+            full.errno = err.errno
+            raise full from err
 
     def run(self) -> PretrainResult:
         train, total = self.config.train, self.config.train.steps

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from core.fileio import atomic_write
 
 BASE_COLUMNS = ["step", "epoch", "loss", "lr", "samples_per_s", "descriptor"]
 
@@ -41,9 +42,8 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    text = buffer.getvalue().encode("utf-8")
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def truncate_csv(path: Path, last_step: int) -> None:

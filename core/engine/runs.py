@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core.config import load_yaml, to_plain
+from core.engine.checkpoint import checkpoint_dir, has_checkpoints
 from core.engine.config import PretrainConfig, changed_keys, load_config
 from core.engine.loop import pretrain
+from core.errors import RunError
 from core.modality import Modality
+
+
+class RunStoppedEarly(RunError, RuntimeError):
+    """A named run stopped before its last step (SIGTERM, ``train.stop_at``); rerunning resumes it."""
 
 
 def run_config(label: str, out: Path, config_path: str | Path | None, overrides: Sequence[str],
@@ -44,7 +50,7 @@ def train_or_reuse(label: str, out: Path, config_path: str | Path | None, overri
         The run's ``encoder.pt``.
 
     Raises:
-        RuntimeError: the run stopped early (SIGTERM, ``train.stop_at``); rerunning resumes it.
+        RunStoppedEarly: the run stopped early (SIGTERM, ``train.stop_at``); rerunning resumes it.
     """
     run_dir = Path(out) / label
     encoder_path = run_dir / "encoder.pt"
@@ -53,12 +59,12 @@ def train_or_reuse(label: str, out: Path, config_path: str | Path | None, overri
         print(f"[{label}] reusing the finished run {run_dir} (delete it to train again)")
         warn_if_config_changed(run_dir, config)
         return encoder_path
-    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    resume = has_checkpoints(checkpoint_dir(run_dir))  # last.pt or a step file: resume picks the newest good one
     print(f"[{label}] {'resuming' if resume else 'pre-training'}: {config.train.steps} steps of batch "
           f"{config.train.batch_size}, descriptor mode {config.descriptor.mode!r}, run dir {run_dir}")
     start = time.perf_counter()
     result = pretrain(config, make_modality(config), resume=resume, progress=progress)
     if result.encoder_path is None:
-        raise RuntimeError(f"[{label}] the run stopped early ({result.stopped}); rerun to resume it")
+        raise RunStoppedEarly(f"[{label}] the run stopped early ({result.stopped}); rerun to resume it")
     print(f"[{label}] done in {time.perf_counter() - start:.0f} s")
     return Path(result.encoder_path)
