@@ -52,7 +52,10 @@ overrides=("run_dir=$RUN_DIR" "data.dataset=fsd50k:$FSD50K_ROOT?split=dev"
            "train.batch_size=$((GLOBAL_BATCH / GPUS))")
 [[ -n "${FSD50K_CACHE:-}" ]] && overrides+=("data.cache=$FSD50K_CACHE")
 resume=()
-[[ -f "$RUN_DIR/checkpoints/last.pt" ]] && resume=(--resume) && echo "resuming from $RUN_DIR/checkpoints/last.pt"
+# any checkpoint (last.pt or step_*.pt): pretrain --resume takes the newest intact one
+if compgen -G "$RUN_DIR/checkpoints/*.pt" >/dev/null; then
+    resume=(--resume) && echo "resuming from the newest intact checkpoint in $RUN_DIR/checkpoints"
+fi
 
 echo "== pre-training AI-SimCLR on $GPUS process(es), $GLOBAL_BATCH clips per step: $RUN_DIR"
 # python -m torch.distributed.run is torchrun, run with the chosen interpreter.

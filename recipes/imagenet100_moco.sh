@@ -47,7 +47,10 @@ GLOBAL_BATCH="${GLOBAL_BATCH:-1024}"
 RUN_DIR="${RUN_DIR:-runs/imagenet100_$MODEL}"
 
 resume=()
-[[ -f "$RUN_DIR/checkpoints/last.pt" ]] && resume=(--resume) && echo "resuming from $RUN_DIR/checkpoints/last.pt"
+# any checkpoint (last.pt or step_*.pt): pretrain --resume takes the newest intact one
+if compgen -G "$RUN_DIR/checkpoints/*.pt" >/dev/null; then
+    resume=(--resume) && echo "resuming from the newest intact checkpoint in $RUN_DIR/checkpoints"
+fi
 
 echo "== pre-training $MODEL on $GPUS process(es), $GLOBAL_BATCH images per step: $RUN_DIR"
 # python -m torch.distributed.run is torchrun, run with the chosen interpreter.

@@ -49,7 +49,10 @@ GLOBAL_BATCH="${GLOBAL_BATCH:-1024}"
 RUN_DIR="${RUN_DIR:-runs/imagenet_vit_moco_v3}"
 
 resume=()
-[[ -f "$RUN_DIR/checkpoints/last.pt" ]] && resume=(--resume) && echo "resuming from $RUN_DIR/checkpoints/last.pt"
+# any checkpoint (last.pt or step_*.pt): pretrain --resume takes the newest intact one
+if compgen -G "$RUN_DIR/checkpoints/*.pt" >/dev/null; then
+    resume=(--resume) && echo "resuming from the newest intact checkpoint in $RUN_DIR/checkpoints"
+fi
 
 echo "== pre-training AI-MoCo-v3 (Prompt-ViT-B/16) on $GPUS process(es), $GLOBAL_BATCH images per step: $RUN_DIR"
 "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$GPUS" -m aivision.cli pretrain \

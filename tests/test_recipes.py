@@ -146,6 +146,12 @@ def test_fsd50k_script_calls(tmp_path, recorder, fsd50k_root):
     result = run_script("fsd50k_simclr.sh", env)
     assert result.returncode == 0 and "few-shot evaluation skipped" in result.stdout
     assert "--resume" in calls()[-2]
+    # Only step files (last.pt deleted or renamed aside as corrupt): still a resume, which takes
+    # the newest intact one, never a fresh start over the checkpoints.
+    (run_dir / "checkpoints" / "last.pt").rename(run_dir / "checkpoints" / "last.pt.corrupt")
+    (run_dir / "checkpoints" / "step_0000100.pt").write_bytes(b"")
+    result = run_script("fsd50k_simclr.sh", env)
+    assert result.returncode == 0 and "--resume" in calls()[-2]
 
 
 def test_imagenet100_script_calls(tmp_path, recorder):
