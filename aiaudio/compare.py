@@ -23,6 +23,7 @@ from aiaudio.compare_tasks import CompareSettings, DatasetTask, SyntheticTask, e
 from aiaudio.data.synthetic import FACTORS
 from aiaudio.modality import AudioDataConfig
 from aiaudio.quickstart import CONFIG, load_model, run_config, train_model
+from core.errors import UsageError
 from core.config import from_dict
 
 LABELS = {"ai_simclr": "AI-SimCLR", "simclr": "SimCLR", "simclr_frequency": "SimCLR (frequency)",
@@ -39,13 +40,13 @@ def check_models(models: Sequence[str] | None) -> list[str]:
     """
     chosen = list(BASELINES) if models is None else list(models)
     if not chosen:
-        raise ValueError(f"--models: no model given; known: {', '.join(BASELINES)}")
+        raise UsageError(f"--models: no model given; known: {', '.join(BASELINES)}")
     for name in chosen:
         if name not in BASELINES:
-            raise ValueError(f"--models: unknown model {name!r}; known: {', '.join(BASELINES)}")
+            raise UsageError(f"--models: unknown model {name!r}; known: {', '.join(BASELINES)}")
     repeated = sorted({n for n in chosen if chosen.count(n) > 1})
     if repeated:
-        raise ValueError(f"--models: {repeated[0]!r} given twice")
+        raise UsageError(f"--models: {repeated[0]!r} given twice")
     return chosen
 
 
@@ -64,13 +65,13 @@ def open_datasets(specs: Sequence[str], split_files: Mapping[str, str], sample_r
         try:
             base = parse_spec(spec)[0]
         except ValueError as error:
-            raise ValueError(f"--dataset {spec!r}: {error}") from None
+            raise UsageError(f"--dataset {spec!r}: {error}") from None
         if base == "synthetic":
-            raise ValueError(f"--dataset {spec!r}: the synthetic tasks are built in (see --tasks)")
+            raise UsageError(f"--dataset {spec!r}: the synthetic tasks are built in (see --tasks)")
         names.append(base if base not in names else f"{base}_{names.count(base) + 1}")
     unknown = sorted(set(split_files) - set(names))
     if unknown:
-        raise ValueError(f"--split-file {unknown[0]}=...: no --dataset named {unknown[0]!r} "
+        raise UsageError(f"--split-file {unknown[0]}=...: no --dataset named {unknown[0]!r} "
                          f"(datasets: {', '.join(names) or 'none'})")
     return [DatasetTask(name, spec, sample_rate, split_files.get(name), cache, seed)
             for name, spec in zip(names, specs)]
@@ -119,14 +120,14 @@ def run_compare(out: str | Path = "runs/compare", models: Sequence[str] | None =
     models = check_models(models)
     unknown = [t for t in tasks if t not in FACTORS]
     if unknown:
-        raise ValueError(f"--tasks: unknown task {unknown[0]!r}; the synthetic tasks are {list(FACTORS)}")
+        raise UsageError(f"--tasks: unknown task {unknown[0]!r}; the synthetic tasks are {list(FACTORS)}")
     configs = {m: run_config(m, out, overrides, baseline_overrides(m), config) for m in models}
     data_configs = {m: from_dict(AudioDataConfig, c.data, where="data") for m, c in configs.items()}
     rate = data_configs[models[0]].sample_rate
     task_list: list[Any] = [SyntheticTask(t) for t in tasks]
     task_list += open_datasets(datasets, split_files or {}, rate, cache, settings.seed)
     if not task_list:
-        raise ValueError("nothing to evaluate: no synthetic task (--tasks) and no --dataset")
+        raise UsageError("nothing to evaluate: no synthetic task (--tasks) and no --dataset")
     out.mkdir(parents=True, exist_ok=True)
     info = _train_all(models, out, overrides, config, progress)
     names: list[str] = []

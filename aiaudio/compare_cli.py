@@ -6,6 +6,8 @@ import sys
 
 from aiaudio.baselines import BASELINES
 from aiaudio.data.synthetic import FACTORS
+from core.engine.runs import RunStoppedEarly
+from core.errors import EXIT_FAILED, EXIT_USER, UsageError, UserError
 
 
 def _split_files(items: list[str]) -> dict[str, str]:
@@ -14,9 +16,9 @@ def _split_files(items: list[str]) -> dict[str, str]:
     for item in items:
         name, eq, path = item.partition("=")
         if not eq or not name or not path:
-            raise ValueError(f"--split-file {item!r}: expected NAME=PATH, e.g. esc50=/data/esc50_split.pkl")
+            raise UsageError(f"--split-file {item!r}: expected NAME=PATH, e.g. esc50=/data/esc50_split.pkl")
         if name in out:
-            raise ValueError(f"--split-file: {name!r} given twice")
+            raise UsageError(f"--split-file: {name!r} given twice")
         out[name] = path
     return out
 
@@ -27,7 +29,7 @@ def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+        raise UsageError("--device cuda: no CUDA device is available")
     return name
 
 
@@ -50,13 +52,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                    probe_epochs=args.probe_epochs, device=_device(args.device))
         run_compare(args.out, models, args.config, overrides, args.dataset or [], _split_files(args.split_file or []),
                     settings, tasks=tasks, cache=args.cache, progress=not args.no_progress)
-    except (ValueError, KeyError, OSError) as error:  # ConfigError is a ValueError
-        text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(f"aiaudio compare: error: {text}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # a pre-training run stopped early (SIGTERM, stop_at): rerun resumes it
+    except UserError as error:
+        print(f"aiaudio compare: error: {error}", file=sys.stderr)
+        return EXIT_USER
+    except RunStoppedEarly as error:  # SIGTERM or stop_at: rerunning resumes it
         print(f"aiaudio compare: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from aiaudio.data.synthetic import FACTOR_CLASSES
 from aiaudio.quickstart import TEST_SEED, TRAIN_SEED, EvalSettings, task_clips
+from core.errors import UsageError
 
 
 @dataclass
@@ -137,9 +138,9 @@ class DatasetTask:
             self.data = open_dataset(spec, sample_rate=sample_rate, cache=cache)
         except (ValueError, KeyError, OSError) as error:
             text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-            raise ValueError(f"--dataset {spec}: {text}") from error
+            raise UsageError(f"--dataset {spec}: {text}") from error
         if len(self.data) == 0:
-            raise ValueError(f"--dataset {spec}: no clips")
+            raise UsageError(f"--dataset {spec}: no clips")
         self.parts: dict[str, Any] = {"all": self.data}
         if split_file is not None or self.data.num_classes >= 3:
             self.parts.update(split_dataset(self.data, split_file=split_file, seed=seed))
@@ -172,7 +173,7 @@ class DatasetTask:
         train_part = self.parts["train"] if split == "test" else test_part
         ways = min(settings.max_ways, test_part.num_classes)
         if ways < 2:
-            raise ValueError(f"--dataset {self.spec}: {test_part.num_classes} class(es) in the few-shot test part "
+            raise UsageError(f"--dataset {self.spec}: {test_part.num_classes} class(es) in the few-shot test part "
                              f"({self.split_note}); few-shot needs at least 2")
         test = make_clips(s, args, test_part)
         train = make_clips(s, args, train_part) if train_part is not test_part else test

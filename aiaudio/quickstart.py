@@ -20,6 +20,7 @@ from aiaudio.clips import AudioClips, frontend_from_extra
 from aiaudio.data import open_dataset
 from aiaudio.data.synthetic import FACTOR_CLASSES, FACTORS, TASKS
 from aiaudio.modality import make_audio_modality
+from core.errors import UsageError
 from core.analysis.quickstart_report import fewshot_bars, fewshot_table, write_results
 from core.downstream.fewshot import FewShotConfig, run_fewshot
 from core.encoders.serialise import read_encoder_file
@@ -92,7 +93,7 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     encoder, extra = read_encoder_file(path)
     frontend = frontend_from_extra(extra, path)
     if frontend is None or not frontend.fitted:
-        raise ValueError(f"{path}: encoder file without a fitted front end; delete its run directory and rerun")
+        raise UsageError(f"{path}: encoder file without a fitted front end; delete its run directory and rerun")
     return encoder.eval(), frontend
 
 
@@ -173,7 +174,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", overrides: Sequence[str]
     settings = settings or EvalSettings()
     unknown = [t for t in tasks if t not in FACTORS]
     if unknown:
-        raise ValueError(f"quickstart: unknown task {unknown[0]!r}; the synthetic tasks are {list(FACTORS)}")
+        raise UsageError(f"quickstart: unknown task {unknown[0]!r}; the synthetic tasks are {list(FACTORS)}")
     start = time.perf_counter()
     encoders = {label: train_model(label, out, overrides, progress) for label in MODELS}
     print(f"few-shot evaluation ({settings.shots}-shot, {settings.queries} queries, {settings.episodes} "

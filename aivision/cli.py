@@ -65,17 +65,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from aivision.quickstart import EvalSettings, run_quickstart
-    from core.config import ConfigError
+    from core.engine.runs import RunStoppedEarly
+    from core.errors import EXIT_FAILED, EXIT_USER, UserError
 
     settings = EvalSettings(episodes=args.episodes, images=args.images)
     try:
         run_quickstart(args.out, args.overrides, settings, tasks=args.tasks, progress=not args.no_progress)
-    except (ConfigError, ValueError) as err:
+    except UserError as err:
         print(f"aivision quickstart: error: {err}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # a pre-training run stopped early (SIGTERM, stop_at): rerun resumes it
+        return EXIT_USER
+    except RunStoppedEarly as err:  # SIGTERM or stop_at: rerunning resumes it
         print(f"aivision quickstart: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return 0
 
 

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from aivision.modality import make_vision_modality
 from aivision.synthetic import FACTORS, SyntheticImageConfig, factor_names, synthesise
+from core.errors import UsageError
 from core.analysis.plots import grouped_bars
 from core.analysis.quickstart_report import fewshot_bars, fewshot_table, write_results
 from core.downstream.clips import TensorClips
@@ -61,7 +62,7 @@ def load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """
     encoder, extra = read_encoder_file(path)
     if extra.get("modality") != "vision":
-        raise ValueError(f"{path}: not a vision encoder file (extra has no modality 'vision'); delete its run "
+        raise UsageError(f"{path}: not a vision encoder file (extra has no modality 'vision'); delete its run "
                          "directory and rerun")
     return encoder.eval(), extra
 
@@ -149,7 +150,7 @@ def run_quickstart(out: str | Path = "runs/quickstart_vision", overrides: Sequen
     settings = settings or EvalSettings()
     unknown = [t for t in tasks if t not in FACTORS]
     if unknown:
-        raise ValueError(f"quickstart: unknown task {unknown[0]!r}; the synthetic tasks are {list(FACTORS)}")
+        raise UsageError(f"quickstart: unknown task {unknown[0]!r}; the synthetic tasks are {list(FACTORS)}")
     start = time.perf_counter()
     encoders = {label: train_or_reuse(label, out, CONFIG, overrides, model, make_vision_modality, progress)
                 for label, model in MODELS.items()}
