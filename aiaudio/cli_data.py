@@ -1,5 +1,11 @@
 """``aiaudio`` sub-commands for data: ``dataset`` (inspect a spec), ``synth`` (write the
-synthetic set in ESC-50 layout) and ``augment`` (listen to and look at the augmentations)."""
+synthetic set in ESC-50 layout) and ``augment`` (listen to and look at the augmentations).
+
+Errors follow ``core.errors``: a wrong spec or layout (``DatasetError``), a bad audio file
+(``BadAudioError``) or an existing output without ``--overwrite`` (``OutputExistsError``) is one
+line naming it, exit status 2. ``dataset --scan`` reports unreadable files and, as warnings,
+WAV files cut short, and still exits 0.
+"""
 from __future__ import annotations
 
 import argparse
@@ -35,27 +41,37 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         report["split"] = {k: {"classes": s.num_classes, "clips": len(s)} for k, s in splits.items()}
     if args.scan:
         lengths: dict[int, int] = {}
-        bad = scan(data, progress=True, lengths=lengths)
+        warned: list[tuple[int, str, str]] = []
+        bad = scan(data, progress=True, lengths=lengths, warned=warned)
         seconds = [n / data.sample_rate for n in lengths.values()]
         if seconds:
             print(f"durations: min {min(seconds):.2f} s, median {np.median(seconds):.2f} s, max {max(seconds):.2f} s")
             report["seconds"] = {"min": min(seconds), "median": float(np.median(seconds)), "max": max(seconds)}
-        print(f"bad files: {len(bad)}")
-        for index, path, reason in bad[:20]:
-            print(f"  {path}: {reason}")
+        for title, rows in (("bad files", bad), ("files with warnings", warned)):
+            print(f"{title}: {len(rows)}")
+            for index, path, reason in rows[:20]:
+                print(f"  {path}: {reason}")
+            if len(rows) > 20:
+                print(f"  ... and {len(rows) - 20} more" + (" (all in --json)" if args.json else ""))
         report["bad_files"] = [{"index": i, "path": p, "reason": r} for i, p, r in bad]
+        report["warned_files"] = [{"index": i, "path": p, "reason": r} for i, p, r in warned]
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    """Write the built-in synthetic set in ESC-50 layout."""
+    """Write the built-in synthetic set in ESC-50 layout (an existing one only with --overwrite)."""
     from aiaudio.data.synthetic import FACTORS, SyntheticConfig, write_esc50_layout
+    from core.errors import OutputExistsError
 
     config = SyntheticConfig(n_clips=args.n_clips, seconds=args.seconds, sample_rate=args.sample_rate,
                              seed=args.seed, label=args.label)
-    csv_path = write_esc50_layout(args.out, config, overwrite=args.overwrite)
+    csv_path = Path(args.out).expanduser() / "meta" / "esc50.csv"
+    if csv_path.exists() and not args.overwrite:
+        raise OutputExistsError(f"{csv_path} already exists (a synthetic set was written to {args.out}); "
+                                "pass --overwrite to replace it, or choose another output folder")
+    write_esc50_layout(args.out, config, overwrite=args.overwrite)
     print(f"wrote {args.n_clips} clips to {args.out} ({csv_path}); factor columns: {', '.join(FACTORS)}")
     print(f"read it with --dataset esc50:{args.out}?label_column=<factor>")
     return 0
@@ -71,6 +87,12 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from aiaudio.frontend import FrontendConfig, LogMel
     from core.invariance import InvarianceSpace
 
+    from core.errors import OutputExistsError
+
+    figure_path = Path(args.out) / "augmentations.png"
+    if figure_path.exists() and not args.overwrite:
+        raise OutputExistsError(f"{figure_path} already exists (augment wrote to {args.out} before); "
+                                "pass --overwrite to replace its figure and wav files, or choose another --out")
     config = AugmentConfig.from_yaml(args.config) if args.config else AugmentConfig()
     if args.backend:
         config.backend = args.backend
@@ -127,7 +149,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", default="family", help="factor used as ESC-50's category/target")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a synthetic set already written to OUT")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("augment", help="apply each augmentation to a few clips: PNG of log-mels + wav files")
@@ -139,4 +161,5 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-rate", type=int, default=16000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/augment")
+    p.add_argument("--overwrite", action="store_true", help="replace the figure and wav files of an earlier run")
     p.set_defaults(func=cmd_augment)

@@ -8,6 +8,14 @@ style, or one per mel bin) computed exactly in float64 over training log-mels.
 ``Frontend`` combines both; ``to_dict``/``from_dict`` give a JSON-friendly record of its
 config and statistics so a run can store and restore them. Defaults are MetaAudio's:
 n_fft 1024, hop 512, 128 mels, dB.
+
+Input contract: waveforms are finite with ``|x| <= MAX_ABS_SAMPLE`` (1e6). Audio is nominally
+within [-1, 1]; the bound still admits loud float files and float files holding int16-scaled
+samples (up to 32768), and keeps the float32 log-mel finite with ample headroom (see
+``MAX_ABS_SAMPLE``). ``aiaudio.data.decode_audio`` rejects files beyond it; ``LogMel`` raises
+``NonFiniteLogMelError`` naming the batch items whose log-mel is not finite, and
+``compute_stats`` names the clip (the file, when it knows it) whose samples break the contract,
+so the normalisation statistics are never fitted on NaN/inf.
 """
 from __future__ import annotations
 
@@ -21,6 +29,50 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from core.config import ConfigError, from_dict
+from core.errors import RunError
+
+MAX_ABS_SAMPLE = 1e6
+"""Largest sample magnitude the front end accepts (120 dB above full scale).
+
+Audio is nominally in [-1, 1]; float files may legitimately be louder (a few units after
+gain, or int16-scaled values up to 32768 written as floats). The STFT power of a frame grows
+as ``(peak * n_fft)**2``: the float32 log-mel overflows (``inf``, then NaN after ``top_db``
+and normalisation) for peaks above about 1e16 with the default n_fft 1024 and above about
+1e15 with n_fft 4096 (measured). At 1e6 the power stays more than 1e20 times below float32's
+maximum, which covers any FFT size in use and the augmentations' squared-signal sums (signal
+power for the SNR of noise injection, RMS gains); ``tests/test_frontend.py`` checks both at
+the bound. Larger magnitudes come from corrupt or wrongly scaled files.
+"""
+
+
+class NonFiniteLogMelError(RunError, ValueError):
+    """The log-mel of some batch items is not finite (the message names the items and why)."""
+
+
+def sample_problem(nonfinite: int, peak: float) -> str | None:
+    """Why a waveform breaks the front end's input contract, or None when it does not.
+
+    Args:
+        nonfinite: number of NaN/inf samples.
+        peak: largest finite sample magnitude.
+    """
+    if nonfinite:
+        return f"contains {nonfinite} non-finite (NaN/inf) samples"
+    if peak > MAX_ABS_SAMPLE:
+        return (f"peak sample magnitude {peak:.3g} exceeds the bound {MAX_ABS_SAMPLE:g} (audio is nominally "
+                f"within [-1, 1]; larger values are corrupt or wrongly scaled and can overflow the float32 log-mel)")
+    return None
+
+
+def batch_problems(wave: torch.Tensor) -> dict[int, str]:
+    """``{item: reason}`` for the items of ``wave`` ``(B, T)`` that break the input contract."""
+    wave = wave.detach()
+    finite = torch.isfinite(wave)
+    nonfinite = (~finite).sum(dim=-1).tolist()
+    peak = torch.where(finite, wave.abs(), torch.zeros((), dtype=wave.dtype, device=wave.device))
+    peaks = peak.amax(dim=-1).tolist() if wave.shape[-1] else [0.0] * wave.shape[0]
+    found = {i: sample_problem(int(n), float(p)) for i, (n, p) in enumerate(zip(nonfinite, peaks))}
+    return {i: reason for i, reason in found.items() if reason is not None}
 
 
 @dataclass
@@ -92,7 +144,8 @@ class LogMel(nn.Module):
 
     Always computed in float32, also inside an autocast region; the window and filterbank are
     non-persistent buffers (rebuilt from the config, so they follow ``.to(device)`` but do not
-    bloat checkpoints).
+    bloat checkpoints). The output is finite for finite inputs with ``|x| <= MAX_ABS_SAMPLE``;
+    a non-finite output raises ``NonFiniteLogMelError`` naming the items and their inputs.
     """
 
     def __init__(self, config: FrontendConfig | None = None) -> None:
@@ -128,7 +181,20 @@ class LogMel(nn.Module):
             if cfg.top_db is not None:
                 peak = db.amax(dim=(-2, -1), keepdim=True)
                 db = torch.maximum(db, peak - cfg.top_db)
+        if not bool(torch.isfinite(db).all()):
+            raise NonFiniteLogMelError(_nonfinite_message(wave, db))
         return db.unsqueeze(1)
+
+
+def _nonfinite_message(wave: torch.Tensor, db: torch.Tensor) -> str:
+    """What went wrong for the items of ``db`` ``(B, n_mels, F)`` that are not finite, given
+    their waveforms ``wave`` ``(B, T)``."""
+    bad = (~torch.isfinite(db)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+    problems = batch_problems(wave)
+    parts = [f"item {i}: input {problems.get(i, 'finite and within the bound')}" for i in bad[:5]]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return (f"LogMel: the log-mel of {len(bad)} of {wave.shape[0]} batch item(s) is not finite "
+            f"({'; '.join(parts)}{more}); waveforms must be finite with |x| <= {MAX_ABS_SAMPLE:g}")
 
 
 class Normaliser(nn.Module):
@@ -171,8 +237,19 @@ class Normaliser(nn.Module):
         self.count.zero_()
 
     def update(self, batch: torch.Tensor) -> None:
-        """Merge one batch of log-mels into the statistics (Chan et al.'s exact pairwise merge)."""
+        """Merge one batch of log-mels into the statistics (Chan et al.'s exact pairwise merge).
+
+        Raises:
+            NonFiniteLogMelError: the batch holds NaN/inf values (names the items); the
+                statistics are left unchanged.
+        """
         a = self._flat(batch)
+        if not np.isfinite(a).all():
+            values = batch.detach().reshape(batch.shape[0], -1)
+            bad = (~torch.isfinite(values)).any(dim=1).nonzero().flatten().tolist()
+            raise NonFiniteLogMelError(f"Normaliser: batch item(s) {bad[:10]}{' ...' if len(bad) > 10 else ''} "
+                                       f"of {batch.shape[0]} hold non-finite log-mel values; the statistics "
+                                       "were not updated")
         n_b = a.shape[1]
         if n_b == 0:
             return
@@ -276,26 +353,41 @@ class Frontend(nn.Module):
         return out
 
 
-def _batches(source: Any, batch_size: int) -> Iterable[torch.Tensor]:
-    """Waveform batches from a DataLoader/iterable of batches or a map-style dataset.
+def _batches(source: Any, batch_size: int) -> Iterable[tuple[int | None, torch.Tensor]]:
+    """``(first item index or None, waveform batch)`` from a DataLoader/iterable of batches or a
+    map-style dataset.
 
     A dataset's items (``wave`` or ``(wave, label)``) are grouped into batches of up to
-    ``batch_size`` consecutive clips of equal length.
+    ``batch_size`` consecutive clips of equal length; the index is that of the batch's first
+    item in the dataset (None for an iterable of batches).
     """
     if isinstance(source, Dataset) and hasattr(source, "__len__"):
         group: list[torch.Tensor] = []
+        first = 0
         for i in range(len(source)):
             item = source[i]
             wave = torch.as_tensor(item[0] if isinstance(item, (tuple, list)) else item)
             if group and (wave.shape != group[0].shape or len(group) == batch_size):
-                yield torch.stack(group)
-                group = []
+                yield first, torch.stack(group)
+                group, first = [], i
             group.append(wave)
         if group:
-            yield torch.stack(group)
+            yield first, torch.stack(group)
         return
     for batch in source:
-        yield torch.as_tensor(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        yield None, torch.as_tensor(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+
+def _item_name(source: Any, index: int) -> str:
+    """The file of item ``index`` of a map-style ``source`` (an ``AudioDataset`` or a wrapper
+    with ``.dataset``), else ``"<name> clip <index>"``."""
+    for data in (source, getattr(source, "dataset", None)):
+        records = getattr(data, "records", None)
+        if records is not None and 0 <= index < len(records) and getattr(records[index], "path", None) is not None:
+            return str(records[index].path)
+    inner = getattr(source, "dataset", None)
+    name = getattr(source, "name", None) or getattr(inner, "name", None) or type(source).__name__
+    return f"{name} clip {index}"
 
 
 def compute_stats(source: Any, frontend: LogMel | Frontend, max_batches: int | None = None,
@@ -313,7 +405,13 @@ def compute_stats(source: Any, frontend: LogMel | Frontend, max_batches: int | N
 
     Returns:
         A fitted ``Normaliser`` on the CPU.
+
+    Raises:
+        BadAudioError: a clip breaks the input contract (NaN/inf samples, or a peak above
+            ``MAX_ABS_SAMPLE``); names its file for a dataset source, else the batch and item.
     """
+    from aiaudio.data.base import BadAudioError
+
     logmel = frontend.logmel if isinstance(frontend, Frontend) else frontend
     device = logmel.mel_fb.device
     norm = Normaliser(logmel.config.n_mels, per_bin=per_bin)
@@ -323,9 +421,15 @@ def compute_stats(source: Any, frontend: LogMel | Frontend, max_batches: int | N
 
         batches = tqdm(batches, desc="normalisation stats", total=max_batches)
     with torch.no_grad():
-        for step, wave in enumerate(batches):
+        for step, (first, wave) in enumerate(batches):
             if max_batches is not None and step >= max_batches:
                 break
+            problems = batch_problems(wave.reshape(wave.shape[0], -1)) if wave.dim() >= 2 else {}
+            if problems:
+                item, reason = next(iter(problems.items()))
+                where = (_item_name(source, first + item) if first is not None
+                         else f"normalisation batch {step} item {item}")
+                raise BadAudioError(where, f"{reason}; the front end's normalisation statistics were not fitted")
             norm.update(logmel(wave.to(device)))
     if not norm.fitted:
         raise ValueError("compute_stats: the source yielded no batches")

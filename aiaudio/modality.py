@@ -22,8 +22,8 @@ from aiaudio.augment.config import AugmentConfig
 from aiaudio.augment.policy import DEFAULT_GROUPS, AudioPolicy
 from aiaudio.augment.sampling import Params
 from aiaudio.augment.targets import TARGET_DIMS, param_targets
-from aiaudio.data import AudioDataset, RandomCrops, open_dataset
-from aiaudio.frontend import Frontend, FrontendConfig
+from aiaudio.data import AudioDataset, BadAudioError, RandomCrops, open_dataset
+from aiaudio.frontend import Frontend, FrontendConfig, batch_problems
 from aiaudio.space import AUDIO_AUGMENTATIONS
 from core.config import ConfigError, from_dict
 from core.invariance import InvarianceSpace
@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from core.engine.config import PretrainConfig
 
 BACKEND_CHOICES = ("batched", "audiomentations")
+SKIP_HINT = "set data.skip_bad=true to skip bad files (each is warned about once and replaced by the next clip)"
+
+
+def with_skip_hint(error: BadAudioError) -> BadAudioError:
+    """``error`` (naming the file) with the advice to set ``data.skip_bad``."""
+    return BadAudioError(error.path, f"{error.reason}; {SKIP_HINT}")
 
 
 @dataclass
@@ -106,7 +112,12 @@ def open_spec(spec: str, sample_rate: int, cache: str | None, key: str) -> Audio
 
 
 class TrainCrops(Dataset):
-    """``RandomCrops`` items as the engine wants them: ``{"input": (T,) float32, "skipped": int}``."""
+    """``RandomCrops`` items as the engine wants them: ``{"input": (T,) float32, "skipped": int}``.
+
+    Without ``skip_bad`` a bad file raises ``BadAudioError`` naming it and the
+    ``data.skip_bad`` setting; the error survives DataLoader workers (its one-argument form
+    recovers the message), so the command exits 2 with that one line.
+    """
 
     def __init__(self, crops: RandomCrops) -> None:
         self.crops = crops
@@ -119,7 +130,12 @@ class TrainCrops(Dataset):
         return len(self.crops)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.crops[index]
+        try:
+            item = self.crops[index]
+        except BadAudioError as error:
+            if self.crops.skip_bad:  # every clip was bad: the hint would not help
+                raise
+            raise with_skip_hint(error) from None
         return {"input": item["wave"], "skipped": int(item["skipped"])}
 
 
@@ -156,12 +172,30 @@ class AudioModality(Modality):
 
     def _fit_batches(self, batch_size: int = 32) -> Iterator[Tensor]:
         """The first ``fit_clips`` crops of epoch 0 as ``(b, T)`` batches (own crop object, so
-        the training dataset's epoch is untouched)."""
+        the training dataset's epoch is untouched).
+
+        Raises:
+            BadAudioError: a clip is unreadable or breaks the front end's input contract
+                (NaN/inf, or a peak above ``MAX_ABS_SAMPLE``); names its file (or clip) and
+                ``data.skip_bad``, so the normaliser is never fitted on a poisoned clip.
+        """
         crops = RandomCrops(self.dataset, self.config.seconds, seed=self.seed, skip_bad=self.config.skip_bad)
         crops.set_epoch(0)
         count = min(self.config.fit_clips, len(crops))
         for start in range(0, count, batch_size):
-            yield torch.stack([crops[i]["wave"] for i in range(start, min(count, start + batch_size))])
+            items = []
+            for i in range(start, min(count, start + batch_size)):
+                try:
+                    items.append(crops[i])
+                except BadAudioError as error:
+                    raise (error if crops.skip_bad else with_skip_hint(error)) from None
+            batch = torch.stack([item["wave"] for item in items])
+            for row, reason in batch_problems(batch).items():
+                index = items[row]["index"]
+                path = self.dataset.records[index].path
+                where = str(path) if path is not None else f"{self.dataset.name} clip {index}"
+                raise BadAudioError(where, f"{reason}; the front end's normalisation was not fitted")
+            yield batch
 
     def setup(self, device: torch.device) -> None:
         """Fit the normaliser (on the CPU, float64 statistics: identical on every rank) unless
@@ -211,7 +245,10 @@ class AudioModality(Modality):
                 raise ConfigError(f"data.monitor: dataset {cfg.monitor!r} has unlabelled clips")
             chosen, train, test = monitor_split(len(dataset), cfg.monitor_clips, cfg.monitor_test_fraction, self.seed)
             crops = RandomCrops(dataset, cfg.seconds, seed=self.seed + 1, skip_bad=cfg.skip_bad)
-            items = [crops[int(i)] for i in chosen]
+            try:
+                items = [crops[int(i)] for i in chosen]
+            except BadAudioError as error:
+                raise (error if cfg.skip_bad else with_skip_hint(error)) from None
             waves = torch.stack([item["wave"] for item in items])
             y = labels[torch.tensor([item["index"] for item in items])]
             self._monitor = (waves[train], y[train], waves[test], y[test])

@@ -87,7 +87,8 @@ class FittedImages(Dataset):
     """Items ``{"input": (3, L, L) uint8, "skipped": 0|1}``: each image fitted to ``L x L``.
 
     With ``skip_bad`` an unreadable image is replaced by the next readable one (counted in
-    ``skipped``); otherwise the ``BadImageError`` naming the file propagates.
+    ``skipped``); otherwise a ``BadImageError`` naming the file and ``data.skip_bad`` propagates
+    (also out of DataLoader workers: its one-argument form recovers the message).
     """
 
     def __init__(self, dataset: ImageDataset, load_size: int, skip_bad: bool = False) -> None:
@@ -102,9 +103,10 @@ class FittedImages(Dataset):
             try:
                 raw = self.dataset.load((index + skipped) % len(self.dataset))
                 return resize_center_crop(raw, self.load_size), skipped
-            except BadImageError:
+            except BadImageError as error:
                 if not self.skip_bad:
-                    raise
+                    raise BadImageError(error.path, f"{error.reason}; set data.skip_bad=true to skip bad files "
+                                        "(each is replaced by the next readable image)") from None
         raise BadImageError(self.dataset.root or self.dataset.name, "no readable image at all")
 
     def __getitem__(self, index: int) -> dict[str, Any]:

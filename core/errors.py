@@ -35,6 +35,15 @@ class RunError(Exception):
     exit_code = EXIT_FAILED
 
 
+class UsageError(UserError, ValueError):
+    """A command-line value is wrong (an unknown task, a malformed ``NAME=PATH``); names it."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """An output already exists and the command was not told to replace it; the message names
+    it and the flag (or keyword) that allows replacing it. Nothing was written."""
+
+
 class DiskFullError(RunError, OSError):
     """Writing a file failed because the disk (or quota) is full; the message names the file."""
 
@@ -69,3 +78,27 @@ def classify(err: BaseException) -> tuple[int, str]:
     text = str(err) or type(err).__name__
     return EXIT_FAILED, (f"internal error ({type(err).__name__}: {text}); rerun with --debug "
                          f"(or {DEBUG_ENV}=1) to see the traceback")
+
+
+def worker_message(text: str, exc_type: type[BaseException]) -> str:
+    """The original message of an exception that a torch ``DataLoader`` worker raised.
+
+    A worker's exception reaches the main process as ``exc_type(text)`` where ``text`` is
+    ``"Caught X in DataLoader worker process N.\\nOriginal Traceback ...\\n<module>.X: message"``
+    (``torch._utils.ExceptionWrapper``). Exception classes whose constructor takes several
+    arguments accept this single ``text`` and recover ``message`` here, so the user sees the
+    one-line message the worker meant (naming the file), not a traceback.
+
+    Returns:
+        The text after the last ``<module>.<name>: `` line of the worker traceback, or ``text``
+        unchanged when it is not such a wrapper text.
+    """
+    if not text.startswith("Caught ") or "Traceback" not in text:
+        return text
+    module = exc_type.__module__
+    name = exc_type.__qualname__ if module in ("builtins", "__main__") else f"{module}.{exc_type.__qualname__}"
+    lines = text.rstrip("\n").split("\n")
+    for number in range(len(lines) - 1, -1, -1):
+        if lines[number].startswith(f"{name}: "):
+            return "\n".join([lines[number][len(name) + 2:], *lines[number + 1:]]).strip()
+    return text

@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 
 from aiaudio.data import AudioCache, AudioDataset, AudioRecord, BadAudioError, decode_audio, write_audio
+from aiaudio.data.audio_io import MAX_ABS_SAMPLE, TruncatedAudioWarning, truncated_wav
 
 
 def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -66,6 +67,91 @@ def test_bad_files_raise_naming_the_file(tmp_path, kind, reason):
         decode_audio(path, 16000)
     assert str(path) in str(info.value) and info.value.path == str(path)
     assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("peak", [1e30, 3e7])
+def test_huge_finite_samples_are_rejected_with_peak_and_bound(tmp_path, peak):
+    wave = tone(0.1, 16000)
+    wave[11] = peak  # finite in float32, so the NaN/inf check alone lets it through
+    path = write_audio(tmp_path / "huge.wav", wave, 16000)
+    assert sf.info(str(path)).subtype == "FLOAT"
+    with pytest.raises(BadAudioError) as info:
+        decode_audio(path, 16000)
+    message = str(info.value)
+    assert str(path) in message and f"{peak:.3g}" in message and f"{MAX_ABS_SAMPLE:g}" in message
+
+
+def test_loud_and_int16_scaled_float_files_stay_readable(tmp_path):
+    loud = write_audio(tmp_path / "loud.wav", 4.0 * tone(0.1, 16000), 16000)       # peak 2
+    scaled = write_audio(tmp_path / "scaled.wav", 65534.0 * tone(0.1, 16000), 16000)  # peak 32767
+    assert float(np.abs(decode_audio(loud, 16000)).max()) == pytest.approx(2.0, rel=1e-6)
+    assert float(np.abs(decode_audio(scaled, 16000)).max()) == pytest.approx(32767.0, rel=1e-6)
+
+
+def test_stereo_peak_is_checked_per_channel(tmp_path):
+    stereo = np.stack([np.full(1600, 2e6, np.float32), np.full(1600, -2e6, np.float32)], axis=1)
+    path = write_audio(tmp_path / "cancel.wav", stereo, 16000)  # the mono mean would be 0
+    with pytest.raises(BadAudioError, match="peak sample magnitude 2e\\+06"):
+        decode_audio(path, 16000)
+
+
+def cut_wav(source, target, drop_bytes: int) -> None:
+    """Copy a WAV without its last ``drop_bytes`` bytes (its header still declares every frame)."""
+    data = source.read_bytes()
+    target.write_bytes(data[:len(data) - drop_bytes])
+
+
+@pytest.mark.parametrize("subtype, fmt", [("PCM_16", "WAV"), ("FLOAT", "WAV"), ("PCM_24", "WAVEX"), ("PCM_16", "RF64")])
+def test_truncated_wav_is_detected_and_warned_about(tmp_path, subtype, fmt):
+    full = tmp_path / "full.wav"
+    sf.write(str(full), np.stack([tone(0.5, 8000)] * 2, axis=1), 8000, subtype=subtype, format=fmt)
+    assert truncated_wav(full) is None
+    frame = 2 * {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}[subtype]
+    cut = tmp_path / "cut.wav"
+    cut_wav(full, cut, 1000 * frame + 1)  # 1000 frames and a partial one missing
+    assert sf.info(str(cut)).frames == 4000 - 1001  # libsndfile silently reports the frames present
+    assert truncated_wav(cut) == (4000, 2999, 8000)
+    with pytest.warns(TruncatedAudioWarning, match=r"cut\.wav: truncated WAV: the header declares 4000 frames "
+                      r"\(0\.500 s\) but the file holds 2999 \(0\.375 s\)"):
+        assert decode_audio(cut, 8000).shape == (2999,)
+
+
+def test_complete_non_wav_and_streaming_wavs_are_not_truncated(tmp_path):
+    flac = write_audio(tmp_path / "a.flac", tone(0.1, 16000), 16000)
+    assert truncated_wav(flac) is None and truncated_wav(tmp_path / "missing.wav") is None
+    streamed = tmp_path / "streamed.wav"  # a pipe writer cannot seek back: data size left at 0xFFFFFFFF
+    data = bytearray(write_audio(tmp_path / "s.wav", tone(0.1, 16000), 16000).read_bytes())
+    at = data.index(b"data") + 4
+    data[at:at + 4] = b"\xff\xff\xff\xff"
+    streamed.write_bytes(bytes(data))
+    assert truncated_wav(streamed) is None
+
+
+def test_header_only_wav_names_the_declared_length(tmp_path):
+    full = write_audio(tmp_path / "full.wav", tone(0.25, 16000), 16000)
+    empty = tmp_path / "header_only.wav"
+    cut_wav(full, empty, 4000 * 2)
+    with pytest.raises(BadAudioError, match=r"header_only\.wav: contains no samples \(truncated WAV: the header "
+                       r"declares 4000 frames"):
+        decode_audio(empty, 16000)
+
+
+def test_bad_audio_error_survives_pickling_and_dataloader_workers(tmp_path):
+    import pickle
+
+    import torch
+
+    error = BadAudioError(tmp_path / "x.wav", "unreadable (reason: detail)")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.path, copy.reason) == (str(error), error.path, error.reason)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"junk" * 10)
+    data = AudioDataset("t", [AudioRecord(bad, 0, (0,))], ["a"], 16000)
+    loader = torch.utils.data.DataLoader(data, batch_size=1, num_workers=1)
+    with pytest.raises(BadAudioError) as info:
+        next(iter(loader))
+    assert info.value.path == str(bad) and str(info.value).startswith(f"{bad}: unreadable")
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
 
 
 class CountingDecode:

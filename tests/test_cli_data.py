@@ -1,11 +1,14 @@
 """The data sub-commands of ``aiaudio``: dataset, synth, augment."""
 import json
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from aiaudio import cli
+from aiaudio.data import open_dataset
+from core.dataspec import DatasetError
 from aiaudio.space import AUDIO_AUGMENTATIONS
 
 
@@ -21,8 +24,8 @@ def test_synth_then_dataset_round_trip(tmp_path, capsys):
     assert report["clips"] == 30 and report["classes"] == 8 and report["bad_files"] == []
     assert report["seconds"]["min"] == pytest.approx(0.5)
     assert report["split"]["train"]["classes"] + report["split"]["val"]["classes"] + report["split"]["test"]["classes"] == 8
-    with pytest.raises(FileExistsError):
-        cli.main(["synth", str(root), "--n-clips", "4"])
+    assert cli.main(["synth", str(root), "--n-clips", "4"]) == 2
+    assert "esc50.csv already exists" in capsys.readouterr().err
 
 
 def test_dataset_scan_reports_bad_file(tmp_path, capsys):
@@ -35,9 +38,12 @@ def test_dataset_scan_reports_bad_file(tmp_path, capsys):
     assert "bad files: 1" in printed and "broken.wav" in printed
 
 
-def test_dataset_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown dataset 'esc51'.*available"):
-        cli.main(["dataset", "esc51:/nowhere"])
+def test_dataset_unknown_name_is_a_clear_error(capsys):
+    assert cli.main(["dataset", "esc51:/nowhere"]) == 2
+    assert re.search(r"^aiaudio dataset: error: unknown dataset 'esc51'.*available", capsys.readouterr().err)
+    with pytest.raises(DatasetError, match="unknown dataset 'esc51'") as info:
+        open_dataset("esc51:/nowhere")
+    assert isinstance(info.value, ValueError)  # older ``except ValueError`` callers still catch it
 
 
 def test_augment_writes_figure_and_wavs(tmp_path, capsys):

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-_VERSION = "v1"  # bump when decode_audio's output changes, to invalidate old entries
+_VERSION = "v2"  # bump when decode_audio's output changes, to invalidate old entries (v2: peak bound)
 
 
 class AudioCache:

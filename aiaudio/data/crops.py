@@ -158,8 +158,8 @@ def collate_pieces(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
             "index": torch.tensor([int(item["index"]) for item in batch], dtype=torch.long)}
 
 
-def scan(dataset: AudioDataset, progress: bool = False,
-         lengths: dict[int, int] | None = None) -> list[tuple[int, str, str]]:
+def scan(dataset: AudioDataset, progress: bool = False, lengths: dict[int, int] | None = None,
+         warned: list[tuple[int, str, str]] | None = None) -> list[tuple[int, str, str]]:
     """Decode every clip (filling the cache if the dataset has one) and list the bad ones.
 
     Args:
@@ -167,10 +167,15 @@ def scan(dataset: AudioDataset, progress: bool = False,
         progress: show a tqdm bar.
         lengths: if given, filled with ``{index: samples}`` of every readable clip (so a
             caller needing durations does not decode a second time).
+        warned: if given, filled with ``(index, path, reason)`` for readable clips that are
+            suspect: WAV files cut short (``truncated_wav``: header and present lengths).
+            ``decode_audio``'s own warning for them is silenced here.
 
     Returns:
         ``[(index, path, reason), ...]`` for each clip raising ``BadAudioError``.
     """
+    from aiaudio.data.audio_io import TruncatedAudioWarning, truncated_wav
+
     indices = range(len(dataset))
     if progress:
         from tqdm import tqdm
@@ -179,10 +184,16 @@ def scan(dataset: AudioDataset, progress: bool = False,
     bad = []
     for index in indices:
         try:
-            wave = dataset.load(index)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TruncatedAudioWarning)
+                wave = dataset.load(index)
         except BadAudioError as error:
             bad.append((index, error.path, error.reason))
             continue
         if lengths is not None:
             lengths[index] = len(wave)
+        path = dataset.records[index].path
+        cut = truncated_wav(path) if warned is not None and path is not None else None
+        if cut is not None:
+            warned.append((index, str(path), cut.describe()))
     return bad

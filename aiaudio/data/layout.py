@@ -5,15 +5,17 @@ import csv
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from core.dataspec import DatasetError, DatasetNotFoundError
+
 
 def require_path(path: str | Path, dataset: str, expected: str, directory: bool = False) -> Path:
-    """``path`` if it exists (as a folder when ``directory``), else FileNotFoundError that names
-    it and describes the layout the reader ``dataset`` expected."""
+    """``path`` if it exists (as a folder when ``directory``), else ``DatasetNotFoundError`` (a
+    ``FileNotFoundError``) that names it and describes the layout the reader ``dataset`` expected."""
     path = Path(path).expanduser()
     ok = path.is_dir() if directory else path.is_file()
     if not ok:
         kind = "folder" if directory else "file"
-        raise FileNotFoundError(f"{dataset}: {kind} {path} not found; expected layout: {expected}")
+        raise DatasetNotFoundError(f"{dataset}: {kind} {path} not found; expected layout: {expected}")
     return path
 
 
@@ -21,14 +23,14 @@ def read_csv(path: Path, required: Sequence[str], header: bool = True) -> list[d
     """Rows of a csv file as dicts (header row as keys).
 
     Raises:
-        ValueError: a required column is missing (names the file, the missing and found columns).
+        DatasetError: a required column is missing (names the file, the missing and found columns).
     """
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
         missing = [c for c in required if c not in columns]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found header {columns}, "
+            raise DatasetError(f"{path}: missing column(s) {missing}; found header {columns}, "
                              f"expected at least {list(required)}")
         return [dict(row) for row in reader]
 

@@ -18,10 +18,11 @@ from aiaudio.data.fsd50k import read_fsd50k
 from aiaudio.data.fsdkaggle import read_fsdkaggle
 from aiaudio.data.nsynth import read_nsynth
 from aiaudio.data.voxceleb import read_voxceleb
-from core.dataspec import check_options, parse_value
+from core.dataspec import DatasetError, DatasetNotFoundError, call_reader, check_options, parse_value
 from core.dataspec import parse_spec as core_parse_spec
 
-__all__ = ["READERS", "open_dataset", "parse_spec", "parse_value", "read_synthetic_lazy"]
+__all__ = ["READERS", "DatasetError", "DatasetNotFoundError", "open_dataset", "parse_spec", "parse_value",
+           "read_synthetic_lazy"]
 
 
 def read_synthetic_lazy(root: str | Path | None = None, sample_rate: int = 16000, cache: Any = None,
@@ -47,7 +48,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     """Split ``name:path?key=value&...`` into ``(name, path or None, options)``.
 
     Raises:
-        ValueError: empty or unknown name (lists the available ones) or a malformed option.
+        DatasetError: empty or unknown name (lists the available ones) or a malformed option.
     """
     return core_parse_spec(spec, READERS, example="esc50:/data/ESC-50")
 
@@ -59,10 +60,15 @@ def open_dataset(spec: str, sample_rate: int = 16000, cache: AudioCache | str | 
         spec: ``name:path?key=value&...`` (see the module docstring).
         sample_rate: rate every clip is resampled to.
         cache: an ``AudioCache`` or a directory for one; None decodes every time.
+
+    Raises:
+        DatasetError: unknown dataset or option, a bad option value or a malformed layout
+            (a ``UserError``; the message names the spec, file or folder).
+        DatasetNotFoundError: a folder or file of the layout is missing, or holds no audio.
     """
     name, path, options = parse_spec(spec)
     reader = READERS[name]
     check_options(name, reader, options)
     if cache is not None and not isinstance(cache, AudioCache):
         cache = AudioCache(cache)
-    return reader(path, sample_rate=sample_rate, cache=cache, **options)
+    return call_reader(reader, path, sample_rate=sample_rate, cache=cache, **options)

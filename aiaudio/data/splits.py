@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from core.dataspec import DatasetError, DatasetNotFoundError
 from core.fileio import NumpyOnlyUnpickler
 
 SPLITS = ("train", "val", "test")
@@ -49,36 +50,38 @@ def load_class_split(path: str | Path, class_names: Sequence[str] | None = None)
         ``{"train": [...], "val": [...], "test": [...]}`` of class-name strings.
 
     Raises:
-        FileNotFoundError / ValueError: missing file, wrong structure, overlapping splits or
-            classes not in ``class_names`` (all naming the file).
+        DatasetNotFoundError / DatasetError: missing file, wrong structure, overlapping splits
+            or classes not in ``class_names`` (all naming the file; also ``FileNotFoundError`` /
+            ``ValueError``).
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"class split file {path} not found (expected MetaAudio's pickled [train, val, test])")
+        raise DatasetNotFoundError(f"class split file {path} not found "
+                                   f"(expected MetaAudio's pickled [train, val, test])")
     try:
         obj = _read_split_object(path)
     except (pickle.UnpicklingError, ValueError, EOFError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path}: not a MetaAudio class split ({error})") from error
+        raise DatasetError(f"{path}: not a MetaAudio class split ({error})") from error
     if not isinstance(obj, (list, tuple, np.ndarray)) or len(obj) != 3:
-        raise ValueError(f"{path}: expected a sequence of three class arrays [train, val, test], "
+        raise DatasetError(f"{path}: expected a sequence of three class arrays [train, val, test], "
                          f"got {type(obj).__name__} of length {len(obj) if hasattr(obj, '__len__') else '?'}")
     split: dict[str, list[str]] = {}
     for name, part in zip(SPLITS, obj):
         values = np.asarray(part, dtype=object).reshape(-1).tolist()
         if any(isinstance(v, (list, tuple, np.ndarray, dict)) for v in values):
-            raise ValueError(f"{path}: the {name} split must be a flat array of class names")
+            raise DatasetError(f"{path}: the {name} split must be a flat array of class names")
         split[name] = [str(v) for v in values]
     seen: dict[str, str] = {}
     for name in SPLITS:
         for c in split[name]:
             if c in seen:
-                raise ValueError(f"{path}: class {c!r} is in both the {seen[c]} and {name} splits")
+                raise DatasetError(f"{path}: class {c!r} is in both the {seen[c]} and {name} splits")
             seen[c] = name
     if class_names is not None:
         known = set(class_names)
         unknown = [c for c in seen if c not in known]
         if unknown:
-            raise ValueError(f"{path}: {len(unknown)} class(es) not in the dataset, e.g. {unknown[:3]}; "
+            raise DatasetError(f"{path}: {len(unknown)} class(es) not in the dataset, e.g. {unknown[:3]}; "
                              f"dataset classes look like {list(class_names)[:3]} (choose the matching label field)")
     return split
 

@@ -348,15 +348,17 @@ def write_esc50_layout(root: str | Path, config: SyntheticConfig | None = None, 
         ``root``.
 
     Raises:
-        FileExistsError: ``meta/esc50.csv`` exists and ``overwrite`` is False (names it).
+        OutputExistsError: ``meta/esc50.csv`` exists and ``overwrite`` is False (names it;
+            a ``FileExistsError``). Nothing is written then.
     """
     from aiaudio.data.audio_io import write_audio
+    from core.errors import OutputExistsError
 
     config = config or SyntheticConfig()
     root = Path(root).expanduser()
     csv_path = root / "meta" / "esc50.csv"
     if csv_path.exists() and not overwrite:
-        raise FileExistsError(f"{csv_path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{csv_path} already exists; pass overwrite=True to replace it")
     dataset = SyntheticAudio(config)
     rows = []
     for i, record in enumerate(dataset.records):

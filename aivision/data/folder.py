@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from aivision.data.base import ImageDataset, ImageRecord
 from aivision.data.layout import IMAGE_EXTENSIONS, class_folders, docs_ref, list_images, require_root
+from core.dataspec import DatasetNotFoundError
 
 LAYOUT = "<root>/<class name>/**/*.{jpg,jpeg,png,...} (one sub-folder per class)"
 
@@ -60,6 +61,6 @@ def read_folder(root: str | Path, *, extensions: Sequence[str] | str = IMAGE_EXT
     extensions = [extensions] if isinstance(extensions, str) else list(extensions)
     classes, records = nonempty_class_records(root, class_folders(root), extensions)
     if not records:
-        raise FileNotFoundError(f"folder: no images with extensions {sorted(extensions)} in class folders under "
+        raise DatasetNotFoundError(f"folder: no images with extensions {sorted(extensions)} in class folders under "
                                 f"{root}; expected layout: {LAYOUT} (see {docs_ref('folder')})")
     return ImageDataset("folder", records, classes, root)

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from core.dataspec import DatasetError, DatasetNotFoundError
+
 DOCS = "docs/vision_datasets.md"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -20,10 +22,10 @@ def docs_ref(dataset: str) -> str:
     return f"{DOCS}#{dataset}"
 
 
-def missing(dataset: str, path: Path, expected: str, directory: bool = False) -> FileNotFoundError:
+def missing(dataset: str, path: Path, expected: str, directory: bool = False) -> DatasetNotFoundError:
     """The error for a missing file or folder of ``dataset`` (not raised, returned)."""
     kind = "folder" if directory else "file"
-    return FileNotFoundError(f"{dataset}: {kind} {path} not found; expected layout: {expected} "
+    return DatasetNotFoundError(f"{dataset}: {kind} {path} not found; expected layout: {expected} "
                              f"(see {docs_ref(dataset)})")
 
 
@@ -31,11 +33,11 @@ def require_root(root: str | Path | None, dataset: str, expected: str) -> Path:
     """``root`` as an existing folder.
 
     Raises:
-        ValueError: no root given (a spec without a path).
-        FileNotFoundError: the folder does not exist (names it).
+        DatasetError: no root given (a spec without a path).
+        DatasetNotFoundError: the folder does not exist (names it).
     """
     if root is None:
-        raise ValueError(f"{dataset} needs a root folder: {expected} (write {dataset}:/path/to/data; "
+        raise DatasetError(f"{dataset} needs a root folder: {expected} (write {dataset}:/path/to/data; "
                          f"see {docs_ref(dataset)})")
     path = Path(root).expanduser()
     if not path.is_dir():
@@ -59,7 +61,7 @@ def find_base(root: Path, marker: str, candidates: Sequence[str], dataset: str, 
     Lets a reader accept the dataset folder, its parent, or the folder torchvision expects.
 
     Raises:
-        FileNotFoundError: no candidate holds ``marker`` (names ``root/marker`` and the others tried).
+        DatasetNotFoundError: no candidate holds ``marker`` (names ``root/marker`` and the others tried).
     """
     tried = [root] + [root / c for c in candidates]
     for base in tried:
@@ -68,23 +70,23 @@ def find_base(root: Path, marker: str, candidates: Sequence[str], dataset: str, 
     others = ", ".join(str(b / marker) for b in tried[1:])
     error = missing(dataset, root / marker, expected, directory)
     if others:
-        error = FileNotFoundError(f"{error} (also looked for {others})")
+        error = DatasetNotFoundError(f"{error} (also looked for {others})")
     raise error
 
 
 def check_int(dataset: str, option: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an int (at least ``minimum``), else ValueError naming the option."""
+    """``value`` as an int (at least ``minimum``), else DatasetError naming the option."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (minimum is not None and value < minimum):
         bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{dataset}: {option}={value!r} must be an integer{bound}")
+        raise DatasetError(f"{dataset}: {option}={value!r} must be an integer{bound}")
     return int(value)
 
 
 def check_choice(dataset: str, option: str, value: Any, allowed: Iterable[Any]) -> Any:
-    """``value`` if it is one of ``allowed``, else ValueError naming the option and the choices."""
+    """``value`` if it is one of ``allowed``, else DatasetError naming the option and the choices."""
     choices = list(allowed)
     if value not in choices:
-        raise ValueError(f"{dataset}: {option}={value!r} is not one of {choices}")
+        raise DatasetError(f"{dataset}: {option}={value!r} is not one of {choices}")
     return value
 
 
@@ -98,7 +100,7 @@ def read_rows(path: Path, columns: int, dataset: str, skip: int = 0) -> list[lis
         skip: header lines to skip.
 
     Raises:
-        ValueError: a row with too few fields (names the file and line).
+        DatasetError: a row with too few fields (names the file and line).
     """
     rows = []
     with open(path, encoding="utf-8") as handle:
@@ -107,7 +109,7 @@ def read_rows(path: Path, columns: int, dataset: str, skip: int = 0) -> list[lis
                 continue
             fields = line.split()
             if len(fields) < columns:
-                raise ValueError(f"{dataset}: {path} line {number} has {len(fields)} field(s), "
+                raise DatasetError(f"{dataset}: {path} line {number} has {len(fields)} field(s), "
                                  f"expected {columns}: {line.strip()!r}")
             rows.append(fields)
     return rows

@@ -21,7 +21,7 @@ from aivision.data.imagenet100 import read_imagenet100
 from aivision.data.lsp import read_lsp
 from aivision.data.oxford import read_dtd, read_flowers102, read_pets
 from aivision.data.plant import read_plant_disease
-from core.dataspec import check_options
+from core.dataspec import call_reader, check_options
 from core.dataspec import parse_spec as core_parse_spec
 
 def read_synthetic_lazy(root: str | None = None, *, n_images: int = 1000, size: int = 64, seed: int = 0,
@@ -62,7 +62,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
     """Split a vision spec into ``(name, path or None, options)``.
 
     Raises:
-        ValueError: unknown name (lists the available ones) or a malformed option.
+        DatasetError: unknown name (lists the available ones) or a malformed option.
     """
     return core_parse_spec(spec, READERS, example="cub200:/data/CUB_200_2011")
 
@@ -77,10 +77,12 @@ def open_image_dataset(spec: str) -> ImageDataset:
         The reader's ``ImageDataset``; ``load(i)`` gives RGB ``uint8`` ``(3, H, W)``.
 
     Raises:
-        ValueError: unknown dataset or option, bad option value, or no path where one is needed.
-        FileNotFoundError: a file or folder of the layout is missing (names it and the docs section).
+        DatasetError: unknown dataset or option, bad option value, malformed metadata or no path
+            where one is needed (a ``UserError``, also a ``ValueError``; names the spec or file).
+        DatasetNotFoundError: a file or folder of the layout is missing (names it and the docs
+            section; also a ``FileNotFoundError``).
     """
     name, path, options = parse_spec(spec)
     reader = READERS[name]
     check_options(name, reader, options)
-    return reader(path, **options)
+    return call_reader(reader, path, **options)
