@@ -200,6 +200,24 @@ def test_pretrain_bad_file_in_a_worker_is_named_and_skip_bad_skips_it(tmp_path, 
     assert {p: digest(p) for p in checkpoints} == checkpoints  # what was written survives
 
 
+def test_library_pretrain_shuts_its_workers_down_when_a_step_fails(tmp_path):
+    """Called as a library (or with --debug) the error keeps the failed loop's frames alive in
+    its traceback; the loop itself must still shut the DataLoader workers down, or the
+    interpreter's exit would wait for them forever."""
+    from aiaudio.data.base import BadAudioError
+    from aiaudio.modality import make_audio_modality
+    from core.engine import load_config, pretrain
+
+    root = write_folder(tmp_path / "data")
+    write_bad_audio(root / "class2" / "1.wav", "garbage")
+    config = load_config(None, [*PRETRAIN[1:], f"run_dir={tmp_path / 'run'}", f"data.dataset=folder:{root}",
+                                "data.fit_clips=4", "train.steps=2", "train.num_workers=1"])
+    with pytest.raises(BadAudioError) as info:
+        pretrain(config, make_audio_modality(config), progress=False)
+    assert info.value.__traceback__ is not None  # the frames are still referenced here
+    assert multiprocessing.active_children() == []
+
+
 # ------------------------------------------------------------------------- dataset layouts
 
 def test_missing_dataset_folder(tmp_path, capsys):

@@ -327,6 +327,11 @@ class _Run:
                 self._save()
         finally:
             self.metrics.close()
+            # A failed step leaves the iterator referenced by the traceback: its worker processes
+            # would wait for work until the interpreter's exit, which then waits for them.
+            if loader is not None and hasattr(loader, "_shutdown_workers"):
+                loader._shutdown_workers()
+            loader = None
         encoder_path = None
         if self.ctx.is_main:
             plot_losses(self.run_dir / "metrics.csv", self.run_dir / "loss.png")
