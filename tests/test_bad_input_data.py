@@ -4,6 +4,7 @@ dataset layouts (missing folder, unknown spec, no classes, unsupported extension
 outputs that already exist. Every case checks the exit status, that the error is one line
 naming the file, key or value without a traceback, and that files written before survive.
 """
+import csv
 import hashlib
 import io
 import multiprocessing
@@ -189,7 +190,10 @@ def test_pretrain_bad_file_in_a_worker_is_named_and_skip_bad_skips_it(tmp_path, 
     # in the main process (num_workers=0) so that the warning is seen here
     with pytest.warns(RuntimeWarning, match=f"skipping bad audio file {bad}"):
         assert aiaudio_main([*common, "train.steps=1", "data.skip_bad=true", "train.num_workers=0"]) == 0
-    capsys.readouterr()
+    assert "skipped 1 bad file(s)" in capsys.readouterr().err  # the one batch holds every clip once
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["skipped_files"] for row in rows] == ["1"]
     checkpoints = {p: digest(p) for p in run.rglob("*.pt")}
     assert checkpoints
     # the same run resumed without skip_bad meets the file in a DataLoader worker (every batch holds it)

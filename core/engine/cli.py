@@ -66,6 +66,9 @@ def run_pretrain(args: argparse.Namespace, make_modality: Callable[[PretrainConf
               f"continue with --resume")
         return 0
     print(f"pre-trained {result.steps} steps in {result.run_dir}; encoder: {result.encoder_path}")
+    if result.skipped_files:
+        print(f"skipped {result.skipped_files} bad file(s) (data.skip_bad; per row in metrics.csv, column "
+              f"skipped_files): check the data with the dataset command's --scan", file=sys.stderr)
     return 0
 
 

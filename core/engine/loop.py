@@ -68,6 +68,8 @@ class PretrainResult:
             ``{"step", "loss", "lr", "descriptor": list[float]}``.
         stopped: None when all ``train.steps`` are done, ``"sigterm"`` or ``"stop_at"``.
         method: the trained method on this rank (unwrapped from DistributedDataParallel).
+        skipped_files: bad files skipped by this call (``data.skip_bad``), summed over ranks;
+            also the ``skipped_files`` column of ``metrics.csv`` (per logged row).
     """
     run_dir: Path
     steps: int
@@ -76,6 +78,7 @@ class PretrainResult:
     history: list[dict] = field(default_factory=list)
     stopped: str | None = None
     method: Method | None = None
+    skipped_files: int = 0
 
 
 def channels_last(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +294,8 @@ class _Run:
         stop_at = train.stop_at if train.stop_at is not None and train.stop_at > self.step else None
         history: list[dict] = []
         stopped: str | None = None
-        loader, window_s, window_n = None, 0.0, 0
+        loader, window_s, window_n, window_skipped = None, 0.0, 0, 0
+        self.skipped_total = 0
         samples = train.batch_size * self.ctx.world_size
         self.metrics = MetricsWriter(self.run_dir, self.ctx.is_main, total, self.step, self.progress)
         self.model.train()
@@ -302,7 +306,10 @@ class _Run:
                     self.epoch, self.batch_in_epoch, loader = self.epoch + 1, 0, None
                 if loader is None:
                     loader = self._loader()
-                loss, lr, descriptor, logs = self._train_step(next(loader))
+                batch = next(loader)
+                if "skipped" in batch:  # bad files the modality skipped (data.skip_bad) in this batch
+                    window_skipped += int(batch["skipped"].sum())
+                loss, lr, descriptor, logs = self._train_step(batch)
                 window_s, window_n = window_s + time.perf_counter() - start, window_n + 1
                 history.append({"step": self.step, "loss": loss, "lr": lr, "descriptor": descriptor.tolist()})
                 (term,) = any_rank([self.sigterm.requested], self.ctx)
@@ -311,11 +318,15 @@ class _Run:
                 final = self.step == total or stopped is not None
                 row: dict[str, Any] = {}
                 if self.step % train.log_every == 0 or final:
-                    means = mean_over_ranks({"loss": loss, **logs}, self.ctx)
+                    means = mean_over_ranks({"loss": loss, "skipped": float(window_skipped), **logs}, self.ctx)
+                    skipped = round(means.pop("skipped") * self.ctx.world_size)  # summed over ranks
                     row = {"step": self.step, "epoch": self.epoch, "loss": means.pop("loss"), "lr": lr,
                            "samples_per_s": samples * window_n / max(window_s, 1e-9),
                            "descriptor": descriptor_text(descriptor), **means}
-                    window_s, window_n = 0.0, 0
+                    if skipped:
+                        row["skipped_files"] = skipped  # since the previous row
+                        self.skipped_total += skipped
+                    window_s, window_n, window_skipped = 0.0, 0, 0
                 if self.monitor is not None and (self.monitor.due(self.step) or (final and self.monitor.active)):
                     row = {"step": self.step, "epoch": self.epoch, **row, **self.monitor.evaluate(self.method.encoder)}
                 if row:
@@ -342,4 +353,4 @@ class _Run:
             encoder_path = self.run_dir / "encoder.pt"
         barrier(self.ctx)
         return PretrainResult(self.run_dir, self.step, self.ckpt_dir / LAST, encoder_path, history, stopped,
-                              self.method)
+                              self.method, self.skipped_total)
