@@ -108,7 +108,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     exception is an internal error, one line and exit 1. ``--debug`` anywhere on the line (or
     ``AI_DEBUG=1``) lets the traceback through instead.
     """
-    from core.errors import EXIT_FAILED, classify, debug_requested
+    from core.errors import EXIT_FAILED, classify, debug_requested, debugging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or debug_requested()
@@ -119,7 +119,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return 0
     prefix = f"{parser.prog} {args.command}" if getattr(args, "command", None) else parser.prog
     try:
-        return args.func(args)
+        with debugging(debug):
+            return args.func(args)
     except KeyboardInterrupt:
         if debug:
             raise

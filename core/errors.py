@@ -14,8 +14,10 @@ ValueError`` / ``except RuntimeError`` clauses still catch them.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from typing import Iterator
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,9 +50,25 @@ class DiskFullError(RunError, OSError):
     """Writing a file failed because the disk (or quota) is full; the message names the file."""
 
 
+_debug_flag = False  # set by the command line's --debug for the command's duration (core.cli.run_cli)
+
+
+@contextlib.contextmanager
+def debugging(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`debug_requested` is true when ``enabled`` (a ``--debug`` flag)."""
+    global _debug_flag
+    previous, _debug_flag = _debug_flag, bool(enabled) or _debug_flag
+    try:
+        yield
+    finally:
+        _debug_flag = previous
+
+
 def debug_requested() -> bool:
-    """True when ``AI_DEBUG`` is set to anything but ``""`` / ``0`` / ``false`` / ``no``."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    """True inside :func:`debugging` (``--debug``) or when ``AI_DEBUG`` is set to anything but
+    ``""`` / ``0`` / ``false`` / ``no``: errors that a command reports itself are then re-raised
+    with their traceback."""
+    return _debug_flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def is_disk_full(err: BaseException) -> bool:

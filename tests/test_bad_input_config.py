@@ -188,3 +188,19 @@ def test_debug_in_a_real_process_prints_the_traceback(tmp_path):
     assert len(plain.stderr.strip().splitlines()) == 1
     debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, env=env, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "duplicate key 'a'" in debug.stderr
+
+
+def test_debug_reaches_errors_a_command_reports_itself(tmp_path, capsys, monkeypatch):
+    """Downstream commands report their own errors; --debug lets those through too, and the
+    flag does not outlive the command."""
+    from core.encoders.serialise import EncoderFileMissing
+    from core.errors import debug_requested
+
+    monkeypatch.delenv("AI_DEBUG", raising=False)
+    argv = ["fewshot", "--encoder", tmp_path / "none.pt", "--dataset", "synthetic"]
+    status, _, err = run(audio_main, argv, capsys)
+    assert status == 2
+    one_line_error(err, "none.pt", "no such file")
+    with pytest.raises(EncoderFileMissing):
+        audio_main([str(a) for a in [*argv, "--debug"]])
+    assert not debug_requested()

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from core.downstream.selection import carve_splits
+from core.errors import EXIT_USER, RunError, UserError, classify, debug_requested
 
 
 def add_source_args(p: argparse.ArgumentParser, dataset_example: str) -> None:
@@ -49,7 +50,9 @@ def cli_errors(prog: str, command: str, extra: tuple[type[BaseException], ...] =
     """Turn user-facing errors into one line on stderr and exit status 2 (``status[0]``).
 
     Caught: ``OSError``, ``ValueError``, ``KeyError``, ``IndexError`` and the ``extra`` types
-    (a modality's decoding errors), printed as ``<prog> <command>: error: ...``. Warnings
+    (a modality's decoding errors), printed as ``<prog> <command>: error: ...`` with status 2,
+    or the status a ``UserError`` / ``RunError`` / ``OSError`` carries (:func:`core.errors.classify`);
+    re-raised under ``--debug``. Warnings
     are printed as ``<prog> <command>: warning: ...``.
     """
     status = [0]
@@ -62,9 +65,15 @@ def cli_errors(prog: str, command: str, extra: tuple[type[BaseException], ...] =
         try:
             yield status
         except (OSError, ValueError, KeyError, IndexError, *extra) as error:
-            text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            if debug_requested():
+                raise
+            if isinstance(error, (UserError, RunError, OSError)):  # they carry their own status
+                code, text = classify(error)
+            else:  # a plain ValueError / KeyError / IndexError from the inputs a command was given
+                code = EXIT_USER
+                text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             print(f"{prog} {command}: error: {text}", file=sys.stderr)
-            status[0] = 2
+            status[0] = code
 
 
 def check_device(name: str) -> str:
