@@ -24,7 +24,12 @@ from core.engine.checkpoint import verify_checkpoint
 from core.engine.rundir import RunLock
 from tests.engine_helpers import ROOT, faulty_open_temp, run_helper, tiny_overrides
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),  # conftest: one intra-op thread per module
+    # the cases resume copies of one base run, so run_dir (and the steps asked for) differ from
+    # the saved config by design; the warning itself is tested in test_engine_resume
+    pytest.mark.filterwarnings("ignore:resuming .* with a config that differs:UserWarning"),
+]
 
 BASE = ["train.steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=2"]
 
