@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,22 +96,14 @@ def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
             damaged or foreign file, an encoder trained on another space or for inputs with
             another channel count (names the file).
     """
-    from core.encoders.serialise import EncoderFileError, EncoderFileMissing, read_encoder_file
+    from core.encoders.serialise import EncoderFileError, check_input_channels, read_encoder_option
 
-    file = Path(path).expanduser()
-    if file.is_dir():
-        raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
-                               f"such as last.pt) inside it")
-    if not file.is_file():
-        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
-    encoder, extra = read_encoder_file(file, map_location=device)
+    encoder, extra = read_encoder_option(path, device)
     if tuple(encoder.space.names) != AUDIO_AUGMENTATIONS:
         raise EncoderFileError(f"{path}: the encoder was trained on the space {list(encoder.space.names)}, not the "
                                f"audio space {list(AUDIO_AUGMENTATIONS)}; give an audio encoder (aivision reads "
                                f"image encoders)")
-    chans = encoder.config.get("in_chans") if isinstance(getattr(encoder, "config", None), dict) else None
-    if chans is not None and chans != 1:
-        raise EncoderFileError(f"{path}: the encoder takes {chans} input channels; audio log-mels have 1")
+    check_input_channels(encoder, path, 1, "audio log-mels")
     return encoder, extra
 
 

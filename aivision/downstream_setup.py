@@ -12,7 +12,6 @@ import argparse
 import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aivision.augment.config import IMAGENET_MEAN, IMAGENET_STD
@@ -79,15 +78,9 @@ def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
             channel count (names the file).
     """
     from aivision.augment.policy import DEFAULT_GROUPS, augmentation_mapping
-    from core.encoders.serialise import EncoderFileError, EncoderFileMissing, read_encoder_file
+    from core.encoders.serialise import EncoderFileError, check_input_channels, read_encoder_option
 
-    file = Path(path).expanduser()
-    if file.is_dir():
-        raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
-                               f"such as last.pt) inside it")
-    if not file.is_file():
-        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
-    encoder, extra = read_encoder_file(file, map_location=device)
+    encoder, extra = read_encoder_option(path, device)
     modality = extra.get("modality")
     if modality not in (None, "vision"):
         raise EncoderFileError(f"{path}: the encoder was pre-trained on {modality}, not on images")
@@ -96,9 +89,7 @@ def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
     except ValueError as error:
         raise EncoderFileError(f"{path}: the encoder's space {list(encoder.space.names)} is not a vision space "
                                f"({error}); give an image encoder (aiaudio reads audio encoders)") from None
-    chans = encoder.config.get("in_chans") if isinstance(getattr(encoder, "config", None), dict) else None
-    if chans is not None and chans != 3:
-        raise EncoderFileError(f"{path}: the encoder takes {chans} input channel(s); RGB images have 3")
+    check_input_channels(encoder, path, 3, "RGB images")
     return encoder, extra
 
 

@@ -212,3 +212,28 @@ def load_encoder(
     See :func:`read_encoder_file` (this drops the extras).
     """
     return read_encoder_file(path, space, map_location)[0]
+
+
+def read_encoder_option(path: str | os.PathLike, device: str) -> tuple[InvarianceEncoder, dict[str, Any]]:
+    """``(encoder, extra)`` for a command's ``--encoder PATH`` option: a directory or a missing
+    file is named with the option. The modality checks the space and channels itself
+    (:func:`check_input_channels`).
+
+    Raises:
+        EncoderFileMissing / EncoderFileError: as above, or a damaged or foreign file.
+    """
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
+                               f"such as last.pt) inside it")
+    if not file.is_file():
+        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
+    return read_encoder_file(file, map_location=device)
+
+
+def check_input_channels(encoder: InvarianceEncoder, path: str | os.PathLike, in_chans: int, inputs: str) -> None:
+    """EncoderFileError naming ``path`` unless the encoder takes ``in_chans`` input channels
+    (``inputs`` names them, e.g. ``"audio log-mels"``); encoders without the option pass."""
+    chans = encoder.config.get("in_chans") if isinstance(getattr(encoder, "config", None), dict) else None
+    if chans is not None and chans != in_chans:
+        raise EncoderFileError(f"{path}: the encoder takes {chans} input channel(s); {inputs} have {in_chans}")
