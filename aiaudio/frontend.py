@@ -378,7 +378,7 @@ def _batches(source: Any, batch_size: int) -> Iterable[tuple[int | None, torch.T
         yield None, torch.as_tensor(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
 
-def _item_name(source: Any, index: int) -> str:
+def item_name(source: Any, index: int) -> str:
     """The file of item ``index`` of a map-style ``source`` (an ``AudioDataset`` or a wrapper
     with ``.dataset``), else ``"<name> clip <index>"``."""
     for data in (source, getattr(source, "dataset", None)):
@@ -427,7 +427,7 @@ def compute_stats(source: Any, frontend: LogMel | Frontend, max_batches: int | N
             problems = batch_problems(wave.reshape(wave.shape[0], -1)) if wave.dim() >= 2 else {}
             if problems:
                 item, reason = next(iter(problems.items()))
-                where = (_item_name(source, first + item) if first is not None
+                where = (item_name(source, first + item) if first is not None
                          else f"normalisation batch {step} item {item}")
                 raise BadAudioError(where, f"{reason}; the front end's normalisation statistics were not fitted")
             norm.update(logmel(wave.to(device)))

@@ -23,7 +23,7 @@ from aiaudio.augment.policy import DEFAULT_GROUPS, AudioPolicy
 from aiaudio.augment.sampling import Params
 from aiaudio.augment.targets import TARGET_DIMS, param_targets
 from aiaudio.data import AudioDataset, BadAudioError, RandomCrops, open_dataset
-from aiaudio.frontend import Frontend, FrontendConfig, batch_problems
+from aiaudio.frontend import Frontend, FrontendConfig, batch_problems, item_name
 from aiaudio.space import AUDIO_AUGMENTATIONS
 from core.config import ConfigError, from_dict
 from core.invariance import InvarianceSpace
@@ -191,9 +191,7 @@ class AudioModality(Modality):
                     raise (error if crops.skip_bad else with_skip_hint(error)) from None
             batch = torch.stack([item["wave"] for item in items])
             for row, reason in batch_problems(batch).items():
-                index = items[row]["index"]
-                path = self.dataset.records[index].path
-                where = str(path) if path is not None else f"{self.dataset.name} clip {index}"
+                where = item_name(self.dataset, items[row]["index"])
                 raise BadAudioError(where, f"{reason}; the front end's normalisation was not fitted")
             yield batch
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import traceback
 from pathlib import Path
 
 from core.encoders.registry import list_encoders
@@ -85,21 +84,6 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argp
     return args
 
 
-def release(err: BaseException) -> None:
-    """Drop what the frames of a failed command still hold (through ``err``'s traceback).
-
-    A failed pre-training run leaves its DataLoader iterator referenced from those frames.
-    Freed later by the cycle collector (or not at all before exit), torch shuts its workers
-    down unreliably: a worker whose item raised may never get its stop signal, and the
-    engine's workers ignore SIGTERM, so the command would hang at exit. Clearing the frames'
-    locals here frees the iterator at once, while its queues still work.
-    """
-    traceback.clear_frames(err.__traceback__)
-    for linked in (err.__cause__, err.__context__):
-        if linked is not None and linked.__traceback__ is not None:
-            traceback.clear_frames(linked.__traceback__)
-
-
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv`` and run the chosen sub-command's ``func``; no sub-command prints help.
 
@@ -131,5 +115,4 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
             raise
         status, message = classify(err)
         print(f"{prefix}: error: {message}", file=sys.stderr)
-        release(err)
         return status or EXIT_FAILED

@@ -98,6 +98,24 @@ def classify(err: BaseException) -> tuple[int, str]:
                          f"(or {DEBUG_ENV}=1) to see the traceback")
 
 
+class BadFileError(UserError, RuntimeError):
+    """A data file (audio clip, image) that cannot be used: the message is ``"<path>: <reason>"``
+    and ``path`` / ``reason`` keep both parts. Each modality derives its own class from it.
+
+    ``BadFileError(message)`` with one argument parses a ``"<path>: <reason>"`` message, also
+    the traceback text torch's DataLoader hands back for a worker's error, so the error keeps
+    its type and one-line message across pickling and worker processes.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str | None = None) -> None:
+        if reason is None:  # one argument: a whole "path: reason" message (pickling, DataLoader workers)
+            message = worker_message(str(path), type(self))
+            path, _, reason = message.partition(": ")
+        super().__init__(f"{path}: {reason}" if reason else str(path))
+        self.path = str(path)
+        self.reason = reason
+
+
 def worker_message(text: str, exc_type: type[BaseException]) -> str:
     """The original message of an exception that a torch ``DataLoader`` worker raised.
 

@@ -15,26 +15,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from core.errors import UserError, worker_message
+from core.errors import BadFileError
 from core.records import RecordDataset
 
 
-class BadAudioError(UserError, RuntimeError):
+class BadAudioError(BadFileError):
     """An audio file is unreadable, empty, contains non-finite samples or peaks above
-    ``aiaudio.frontend.MAX_ABS_SAMPLE`` (the message names it: ``"<path>: <reason>"``).
-
-    ``BadAudioError(message)`` with one argument parses a ``"<path>: <reason>"`` message, also
-    the traceback text torch's DataLoader hands back for a worker's error, so the error keeps
-    its type and one-line message across pickling and worker processes.
-    """
-
-    def __init__(self, path: str | Path, reason: str | None = None) -> None:
-        if reason is None:  # one argument: a whole "path: reason" message (pickling, DataLoader workers)
-            message = worker_message(str(path), type(self))
-            path, _, reason = message.partition(": ")
-        super().__init__(f"{path}: {reason}" if reason else str(path))
-        self.path = str(path)
-        self.reason = reason
+    ``aiaudio.frontend.MAX_ABS_SAMPLE`` (the message names it: ``"<path>: <reason>"``)."""
 
 
 @dataclass(frozen=True)

@@ -19,26 +19,14 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from core.errors import UserError, worker_message
+from core.errors import BadFileError
 from core.records import RecordDataset
 
 Task = Literal["classification", "regression"]
 
 
-class BadImageError(UserError, RuntimeError):
-    """An image file is missing, unreadable or empty (the message names it).
-
-    With one argument the ``"<path>: <reason>"`` message is parsed (also torch's DataLoader
-    traceback text for a worker's error), so the error survives pickling and worker processes.
-    """
-
-    def __init__(self, path: str | Path, reason: str | None = None) -> None:
-        if reason is None:  # one argument: a whole "path: reason" message (pickling, DataLoader workers)
-            message = worker_message(str(path), type(self))
-            path, _, reason = message.partition(": ")
-        super().__init__(f"{path}: {reason}" if reason else str(path))
-        self.path = str(path)
-        self.reason = reason
+class BadImageError(BadFileError):
+    """An image file is missing, unreadable or empty (the message names it)."""
 
 
 def decode_image(path: str | Path) -> torch.Tensor:
