@@ -33,7 +33,7 @@ STRENGTH_UNITS = {"pitch_shift": "semitones", "fade_in": "fade fraction", "fade_
                   "time_stretch": "stretch rate"}
 IDENTITY = {"pitch_shift": 0.0, "fade_in": 0.0, "fade_out": 0.0, "noise": math.inf, "time_mask": 0.0,
             "time_shift": 0.0, "time_stretch": 1.0}
-# Default grids spanning the CLAR ranges of REFERENCE.md (identity strengths left out).
+# Default grids spanning the CLAR augmentation ranges (identity strengths left out).
 DEFAULT_STRENGTHS: dict[str, tuple[float, ...]] = {
     "pitch_shift": (-15.0, -10.0, -5.0, 5.0, 10.0, 15.0),
     "fade_in": (0.1, 0.2, 0.3, 0.4, 0.5),

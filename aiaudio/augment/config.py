@@ -1,6 +1,6 @@
 """Ranges and application probabilities of the seven audio augmentations.
 
-Defaults follow the CLAR ranges in REFERENCE.md. Every augmentation whose descriptor bit is
+Defaults follow the CLAR ranges. Every augmentation whose descriptor bit is
 1 is applied to each clip independently with probability ``p``; a bit of 0 means never.
 ``AugmentConfig.from_yaml(path)`` reads the same structure from YAML
 (``aiaudio/configs/augment.yaml`` lists every key with its default).
