@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks in one prepared run, for a session that is lent a GPU machine (device tool):
-#   bash scripts/device_wheels.sh        # here, once: audio wheels the GPU image lacks
-#   run(command="bash bench/gpu_check.sh", carry=[".device_wheels"], timeout_s=540)
+# The GPU checks in one prepared run on a GPU machine (about 9 minutes):
+#   bash scripts/device_wheels.sh        # once, where pip works: audio wheels for a machine without them
+#   bash bench/gpu_check.sh              # on the GPU machine, with .device_wheels/ beside the checkout
 # What it checks: the batched augmentation on CUDA against audiomentations (bench/
 # augment_throughput.py), the AI-SimCLR / SimCLR step ratio under bf16 + channels-last
 # (bench/pretrain_step.py), the hypernetwork overhead (bench/encoder_overhead.py), a short

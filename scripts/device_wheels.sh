@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Download, here, the wheels that bench/gpu_check.sh installs on the lent GPU machine, whose
-# image has Python 3.12, PyTorch, timm, numpy/scipy/scikit-learn/numba, yaml, tqdm, matplotlib
-# and tensorboard but not the audio libraries (and no network). About 2.5 MB into
-# .device_wheels/ (git-ignored); carry that folder with the device run.
+# Download the wheels that bench/gpu_check.sh installs on a GPU machine without package
+# access whose Python 3.12 has PyTorch, timm, numpy/scipy/scikit-learn/numba, yaml, tqdm,
+# matplotlib and tensorboard but not the audio libraries. About 2.5 MB into .device_wheels/
+# (git-ignored); copy that folder beside the checkout on the GPU machine.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="$(bash "$root/scripts/env.sh")"
