@@ -29,7 +29,9 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     report: dict = {"spec": args.spec, "name": data.name, "clips": len(data), "classes": data.num_classes,
                     "sample_rate": data.sample_rate}
     print(f"{data.name}: {len(data)} clips, {data.num_classes} classes, resampled to {data.sample_rate} Hz")
-    if counts:
+    if not data.num_classes:
+        print("unlabelled (pre-training data: no classes)")
+    elif counts:
         common = ", ".join(f"{data.class_names[c]} ({n})" for c, n in counts.most_common(5) if c >= 0)
         print(f"largest classes: {common}")
         report["clips_per_class"] = {"min": min(counts.values()), "max": max(counts.values())}

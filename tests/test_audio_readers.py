@@ -261,7 +261,8 @@ def test_parse_spec():
         parse_spec("audioset:/x")
     with pytest.raises(ValueError, match="key=value"):
         parse_spec("esc50:/x?folds")
-    assert set(READERS) == {"fsd50k", "esc50", "nsynth", "voxceleb", "fsdkaggle", "folder", "synthetic"}
+    assert set(READERS) == {"fsd50k", "esc50", "nsynth", "voxceleb", "fsdkaggle", "folder", "files", "manifest",
+                            "synthetic"}
 
 
 def test_open_dataset_with_options_and_cache_dir(esc50_root, tmp_path):

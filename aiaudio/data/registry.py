@@ -4,6 +4,12 @@ Examples: ``esc50:/data/ESC-50``, ``esc50:/data/ESC-50?folds=1,2,3&label_column=
 ``nsynth:/data/nsynth?split=test``, ``folder:C:\\audio\\mine``, ``synthetic?n_clips=64&label=pitch``.
 The name ends at the first ``:`` (so Windows drive letters and later colons stay in the
 path) and the options start at the first ``?`` (paths containing ``?`` are not supported).
+
+Any collection of audio files: ``files:/data/mine`` (every audio file under the folder,
+recursively, unlabelled; ``extensions=wav,flac`` narrows or widens the formats),
+``manifest:/data/list.txt`` (one path per line, unlabelled) and ``manifest:/data/train.csv``
+(a CSV with header ``path,label``: labelled; ``path_column=`` and ``label_column=`` rename
+them). ``folder:/data/mine`` reads labelled tasks from one sub-folder per class.
 """
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from typing import Any, Callable
 from aiaudio.data.base import AudioDataset
 from aiaudio.data.cache import AudioCache
 from aiaudio.data.esc50 import read_esc50
+from aiaudio.data.files import read_files
 from aiaudio.data.folder import read_folder
 from aiaudio.data.fsd50k import read_fsd50k
 from aiaudio.data.fsdkaggle import read_fsdkaggle
+from aiaudio.data.manifest import read_manifest
 from aiaudio.data.nsynth import read_nsynth
 from aiaudio.data.voxceleb import read_voxceleb
 from core.dataspec import DatasetError, DatasetNotFoundError, call_reader, check_options, parse_value
@@ -40,6 +48,8 @@ READERS: dict[str, Callable[..., AudioDataset]] = {
     "voxceleb": read_voxceleb,
     "fsdkaggle": read_fsdkaggle,
     "folder": read_folder,
+    "files": read_files,
+    "manifest": read_manifest,
     "synthetic": read_synthetic_lazy,
 }
 
