@@ -51,7 +51,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                    dataset_shots=args.dataset_shots, dataset_seconds=args.dataset_seconds,
                                    probe_epochs=args.probe_epochs, device=_device(args.device))
         run_compare(args.out, models, args.config, overrides, args.dataset or [], _split_files(args.split_file or []),
-                    settings, tasks=tasks, cache=args.cache, progress=not args.no_progress)
+                    settings, tasks=tasks, cache=args.cache, progress=not args.no_progress,
+                    calibration=args.calibration)
     except UserError as error:
         print(f"aiaudio compare: error: {error}", file=sys.stderr)
         return EXIT_USER
@@ -75,10 +76,15 @@ def add_compare_command(sub: argparse._SubParsersAction) -> None:
                    help=f"synthetic tasks (default all: {' '.join(FACTORS)})")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic tasks (real datasets only)")
     p.add_argument("--dataset", action="append", metavar="SPEC", help="real dataset to evaluate on, "
-                   "name:path?options (repeatable), e.g. esc50:/data/ESC-50 or nsynth:/data/nsynth?split=test")
+                   "name:path?options (repeatable), e.g. esc50:/data/ESC-50 or nsynth:/data/nsynth?split=test; "
+                   "TASK=name:path?options names its column TASK, e.g. pitch=folder:/data/pitch")
     p.add_argument("--split-file", action="append", metavar="NAME=PATH",
                    help="MetaAudio class split of dataset NAME (repeatable); default: seeded 70/10/20 split")
     p.add_argument("--cache", default=None, help="directory for decoded, resampled audio of the real datasets")
+    p.add_argument("--calibration", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the calibration rows 'log-mel stats' (mean and std of every mel band, no training) "
+                   "and 'untrained' (the base config's encoder with seeded random weights), on the first model's "
+                   "front end (default: on)")
     p.add_argument("--episodes", type=int, default=100, help="few-shot test episodes per task and model")
     p.add_argument("--train-episodes", type=int, default=60,
                    help="training episodes AI-SimCLR's few-shot descriptor is learned on")

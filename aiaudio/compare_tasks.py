@@ -14,7 +14,9 @@ clips, seed 101 for test and 102 for training, as in the quickstart) or a real d
 Models that learn a descriptor (AI-SimCLR) are read out with the descriptor learned per task
 (few-shot "dataset" mode; the probe's learned descriptor, with learning rate and weight decay
 chosen on validation); the others with the fixed descriptor they were pre-trained with (plain
-encoders ignore it). The probe's interval is the normal approximation
+encoders ignore it). The extra rows of ``aiaudio compare`` (AI-SimCLR with the all-ones
+descriptor, the calibration baselines) go through :func:`evaluate_model` as fixed-descriptor
+models. The probe's interval is the normal approximation
 ``1.96 * sqrt(p (1 - p) / n)`` over its ``n`` test clips; the few-shot interval is
 ``1.96 * std / sqrt(episodes)``.
 """

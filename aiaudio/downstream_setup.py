@@ -18,17 +18,21 @@ from core.downstream.cli_common import (add_run_args, add_source_args, check_dev
                                         floats_arg, parse_descriptors, stratified_split, warm_if_fits,
                                         write_json)
 
-__all__ = ["SPLITS", "AudioSetup", "add_common_args", "add_task_args", "attach_frontend", "check_device",
-           "choose_part", "cli_errors", "clip_split", "descriptor_table", "floats_arg", "make_clips",
+__all__ = ["BAND_STATS_NAMES", "SPLITS", "AudioSetup", "add_common_args", "add_task_args", "attach_frontend",
+           "check_device", "choose_part", "cli_errors", "clip_split", "descriptor_table", "floats_arg", "make_clips",
            "parse_descriptors", "parse_vector", "read_encoder", "setup", "stratified_split", "warm_if_fits",
            "write_json"]
 
 SPLITS = ("train", "val", "test", "all")
+# ``--encoder`` names of the band-statistics calibration baseline (core's generic name last)
+BAND_STATS_NAMES = ("logmel-stats", "band-stats")
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Flags every downstream command takes (contract K)."""
-    add_source_args(p, "esc50:/data/ESC-50")
+    from core.encoders.calibration import encoder_help
+
+    add_source_args(p, "esc50:/data/ESC-50", encoder_help(BAND_STATS_NAMES[0]))
     p.add_argument("--split-file", default=None, help="MetaAudio class split (pickled [train, val, test]); "
                    "default: seeded 70/10/20 class split")
     p.add_argument("--cache", default=None, help="directory for decoded, resampled audio")
@@ -88,17 +92,34 @@ def cli_errors(command: str) -> AbstractContextManager[list[int]]:
     return cli_common.cli_errors("aiaudio", command, (BadAudioError,))
 
 
+def _mel_bands(extra: dict[str, Any]) -> int:
+    """Mel bands of the front end a command will use: the stored one's, else the default
+    ``FrontendConfig``'s (what :func:`aiaudio.clips.encoder_frontend` then fits)."""
+    from aiaudio.clips import frontend_from_extra
+    from aiaudio.frontend import FrontendConfig
+
+    stored = frontend_from_extra(extra, "the encoder file of frontend=PATH")
+    return stored.config.n_mels if stored is not None else FrontendConfig().n_mels
+
+
 def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
-    """``(encoder in eval mode, extra)`` of an encoder file or checkpoint for the audio space.
+    """``(encoder in eval mode, extra)`` of an encoder file or checkpoint for the audio space,
+    or of a calibration baseline: ``logmel-stats`` (mean and std of every mel band over time)
+    or ``untrained:<arch>`` (seeded random weights), with options ``?seed=N``,
+    ``frontend=PATH`` (the front end stored in that encoder file) and, for ``untrained``,
+    architecture options (see :mod:`core.encoders.calibration`).
 
     Raises:
         EncoderFileMissing / EncoderFileError (user errors): missing file, a directory, a
             damaged or foreign file, an encoder trained on another space or for inputs with
-            another channel count (names the file).
+            another channel count (names the file); an unknown calibration architecture or
+            option (names the value).
     """
+    from aiaudio.space import audio_space
     from core.encoders.serialise import EncoderFileError, check_input_channels, read_encoder_option
 
-    encoder, extra = read_encoder_option(path, device)
+    encoder, extra = read_encoder_option(path, device, space=audio_space(), in_chans=1, band_rows=_mel_bands,
+                                         band_names=BAND_STATS_NAMES)
     if tuple(encoder.space.names) != AUDIO_AUGMENTATIONS:
         raise EncoderFileError(f"{path}: the encoder was trained on the space {list(encoder.space.names)}, not the "
                                f"audio space {list(AUDIO_AUGMENTATIONS)}; give an audio encoder (aivision reads "
@@ -128,6 +149,10 @@ def setup(args: argparse.Namespace) -> AudioSetup:
 
     device = check_device(args.device)
     encoder, extra = read_encoder(args.encoder, device)
+    if getattr(args, "blocks", None) is not None:  # finetune trains the encoder's weights
+        from core.encoders.calibration import check_weights_to_train
+
+        check_weights_to_train(encoder, args.encoder, "finetune")
     stored = frontend_from_extra(extra, args.encoder)
     rate = stored.config.sample_rate if stored is not None else args.sample_rate
     data = open_dataset(args.dataset, sample_rate=rate, cache=args.cache)

@@ -24,7 +24,9 @@ PROBE_SPLITS = ("auto", "published", "clips")
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Flags every vision downstream command takes (the audio ones less the audio front end)."""
-    add_source_args(p, "cub200:/data/CUB_200_2011?split=all")
+    from core.encoders.calibration import BAND_STATS, encoder_help
+
+    add_source_args(p, "cub200:/data/CUB_200_2011?split=all", encoder_help(BAND_STATS))
     p.add_argument("--split-file", default=None, help="class split: JSON {\"train\": [...], \"val\": [...], "
                    "\"test\": [...]} of class names; default: the reader's (fc100) or a seeded 70/10/20 split")
     p.add_argument("--image-size", type=int, default=None, help="input side in pixels (default: the encoder "
@@ -69,8 +71,11 @@ class VisionInput:
     source: str
 
 
-def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
-    """``(encoder in eval mode, extra)`` of an encoder file or checkpoint for RGB images.
+def read_encoder(path: str, device: str, image_size: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """``(encoder in eval mode, extra)`` of an encoder file or checkpoint for RGB images, or
+    of a calibration baseline on the two-group space: ``band-stats`` (mean and std of every
+    image row, per channel; ``image_size`` rows, else the borrowed pipeline's, else 224) or
+    ``untrained:<arch>`` (seeded random weights), see :mod:`core.encoders.calibration`.
 
     Raises:
         EncoderFileMissing / EncoderFileError (user errors): missing file, a directory, a
@@ -80,7 +85,13 @@ def read_encoder(path: str, device: str) -> tuple[Any, dict[str, Any]]:
     from aivision.augment.policy import DEFAULT_GROUPS, augmentation_mapping
     from core.encoders.serialise import EncoderFileError, check_input_channels, read_encoder_option
 
-    encoder, extra = read_encoder_option(path, device)
+    from aivision.space import group_space
+
+    def rows(extra: dict[str, Any]) -> int:  # the side input_pipeline will choose
+        stored = extra.get("image_size")
+        return image_size or (stored if isinstance(stored, int) and stored > 0 else 224)
+
+    encoder, extra = read_encoder_option(path, device, space=group_space(), in_chans=3, band_rows=rows)
     modality = extra.get("modality")
     if modality not in (None, "vision"):
         raise EncoderFileError(f"{path}: the encoder was pre-trained on {modality}, not on images")
@@ -141,7 +152,11 @@ def setup(args: argparse.Namespace) -> VisionSetup:
     from aivision.data import open_image_dataset, parse_spec
 
     device = check_device(args.device)
-    encoder, extra = read_encoder(args.encoder, device)
+    encoder, extra = read_encoder(args.encoder, device, args.image_size)
+    if getattr(args, "blocks", None) is not None:  # finetune trains the encoder's weights
+        from core.encoders.calibration import check_weights_to_train
+
+        check_weights_to_train(encoder, args.encoder, "finetune")
     pipeline = input_pipeline(encoder, extra, args.encoder, args.image_size)
     name, _, options = parse_spec(args.dataset)
     data = open_image_dataset(args.dataset)

@@ -1,6 +1,7 @@
 """``aiaudio compare``: the rank / average / table logic on hand-made scores, and a real run of
 three models (AI-SimCLR, SimCLR, LooC) for 2 steps each on two synthetic tasks and a small
-folder dataset, checking every file it writes, the reuse of finished runs and its errors."""
+folder dataset, with the extra rows (AI-SimCLR read out with all ones, the calibration
+baselines), checking every file it writes, the reuse of finished runs and its errors."""
 import json
 import math
 import os
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from aiaudio.cli import build_parser, main as aiaudio_main
-from aiaudio.compare import run_compare
+from aiaudio.compare import CALIBRATION, run_compare
 from aiaudio.compare_report import descriptor_rows, descriptor_table, markdown_table, summarise, task_ranks
 from aiaudio.compare_tasks import CompareSettings, probe_ci95
 from aiaudio.data import write_audio
@@ -23,6 +25,8 @@ from tests.engine_helpers import TINY
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODELS = ["ai_simclr", "simclr", "looc"]
+ROWS = ["ai_simclr", "ai_simclr_ones", "simclr", "looc", "logmel_stats", "untrained"]
+LABELS = ["AI-SimCLR", "AI-SimCLR i=1", "SimCLR", "LooC", "log-mel stats", "untrained"]
 OVERRIDES = [*TINY, "train.steps=2", "optim.warmup_steps=1", "monitor.every=0", "data.monitor=null"]
 FLAGS = ["--episodes", "3", "--train-episodes", "2", "--inner-steps", "2", "--clips", "24", "--shots", "1",
          "--queries", "2", "--max-ways", "3", "--probe-epochs", "2", "--dataset-seconds", "0.5", "--no-progress"]
@@ -143,12 +147,20 @@ def test_results_hold_every_model_task_and_evaluation(finished):
     assert tasks == ["pitch", "onset", "folder"]
     assert [t["kind"] for t in report["tasks"]] == ["synthetic", "synthetic", "dataset"]
     assert report["tasks"][2]["ways"] == 2 and "test classes" in report["tasks"][2]["note"]
-    assert list(report["models"]) == MODELS
+    assert list(report["models"]) == ROWS
+    assert [report["models"][m]["label"] for m in ROWS] == LABELS
+    assert [report["models"][m]["kind"] for m in ROWS] == ["pretrained", "readout", "pretrained", "pretrained",
+                                                          "calibration", "calibration"]
     assert report["models"]["ai_simclr"]["learns_descriptor"] is True
-    assert report["models"]["simclr"]["fixed_descriptor"] == [1.0] * 7
+    for model in ("simclr", "ai_simclr_ones", "logmel_stats", "untrained"):
+        record = report["models"][model]
+        assert record["fixed_descriptor"] == [1.0] * 7 and not record["learns_descriptor"]
     assert {report["models"][m]["steps"] for m in MODELS} == {2}
+    assert report["models"]["ai_simclr_ones"]["encoder"] == report["models"]["ai_simclr"]["encoder"]
+    assert {report["models"][m]["steps"] for m in CALIBRATION} == {0}
+    assert set(report["summary"]["fewshot"]) == set(ROWS)
     for evaluation in ("fewshot", "probe"):
-        for model in MODELS:
+        for model in ROWS:
             for task in tasks:
                 entry = report["results"][evaluation][model][task]
                 assert 0.0 <= entry["accuracy"] <= 1.0 and entry["ci95"] >= 0.0
@@ -160,6 +172,30 @@ def test_results_hold_every_model_task_and_evaluation(finished):
     assert report["results"]["probe"]["simclr"]["folder"]["test_clips"] == 10  # one test clip per class
     assert report["results"]["fewshot"]["looc"]["pitch"]["descriptor_mode"] == "fixed"
     assert report["results"]["fewshot"]["ai_simclr"]["pitch"]["descriptor_mode"] == "dataset"
+    assert report["results"]["fewshot"]["ai_simclr_ones"]["pitch"]["descriptor_mode"] == "fixed"
+    assert report["results"]["probe"]["untrained"]["folder"]["descriptor_mode"] == "fixed"
+
+
+def test_calibration_rows_are_rebuilt_by_their_encoder_value(finished):
+    """Each calibration row records the ``--encoder`` value that gives the same encoder and
+    front end in probe / fewshot / measure: the first model's front end, the base config's
+    architecture (hyper_resnet18, width 4) seeded by the config seed."""
+    from aiaudio.downstream_setup import read_encoder
+    from aiaudio.quickstart import load_model
+    from core.encoders.calibration import build_untrained
+
+    out, report = finished
+    models = report["models"]
+    first = models["ai_simclr"]["encoder"]
+    _, frontend = load_model(first)
+    stats, extra = read_encoder(models["logmel_stats"]["encoder"], "cpu")
+    assert models["logmel_stats"]["encoder"] == f"logmel-stats?frontend={first}"
+    assert stats.config == {"in_chans": 1, "bands": 32} and extra["frontend"] == frontend.to_dict()
+    value = models["untrained"]["encoder"]
+    assert value == f"untrained:hyper_resnet18?in_chans=1&width=4&seed=0&frontend={first}"
+    untrained, _ = read_encoder(value, "cpu")
+    expected = build_untrained("hyper_resnet18", untrained.space, 0, in_chans=1, width=4).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in untrained.state_dict().items())
 
 
 def test_markdown_has_a_row_per_model_a_column_per_task_and_descriptors_only_for_ai_simclr(finished):
@@ -170,7 +206,7 @@ def test_markdown_has_a_row_per_model_a_column_per_task_and_descriptors_only_for
         section = next(s for s in sections if s.startswith(title))
         rows = [line for line in section.splitlines() if line.startswith("| ")]
         assert rows[0] == "| model | pitch | onset | folder | avg | rank |"
-        assert [r.split(" | ")[0].lstrip("| ") for r in rows[1:]] == ["AI-SimCLR", "SimCLR", "LooC"]
+        assert [r.split(" | ")[0].lstrip("| ") for r in rows[1:]] == LABELS
         for row in rows[1:]:
             cells = row.strip("| ").split(" | ")
             assert all(re.fullmatch(rf"(\*\*)?{CELL}(\*\*)?", c) for c in cells[1:4]), row
@@ -180,6 +216,9 @@ def test_markdown_has_a_row_per_model_a_column_per_task_and_descriptors_only_for
     table = [line for line in descriptors if line.startswith("| ")]
     assert table[0] == "| model | evaluation | task | " + " | ".join(report["descriptor_names"]) + " |"
     assert len(table) == 1 + 2 * 3 and all(line.startswith("| ai_simclr |") for line in table[1:])  # 2 evaluations x 3 tasks
+    models = next(s for s in sections if s.startswith("Models")).splitlines()
+    assert any(line.startswith("- `logmel_stats` (log-mel stats): calibration, not pre-trained") for line in models)
+    assert any(line.startswith("- `ai_simclr_ones` (AI-SimCLR i=1)") for line in models)
 
 
 def test_finished_runs_are_reused(finished, capsys):
@@ -187,14 +226,28 @@ def test_finished_runs_are_reused(finished, capsys):
     stamps = {m: (out / m / "encoder.pt").stat().st_mtime_ns for m in MODELS}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = run_compare(out, MODELS, overrides=OVERRIDES, settings=SETTINGS, tasks=["onset"], progress=False)
+        report = run_compare(out, MODELS, overrides=OVERRIDES, settings=SETTINGS, tasks=["onset"], progress=False,
+                             calibration=False)
     assert not [w for w in caught if "differs" in str(w.message)]
+    assert list(report["models"]) == ROWS[:4] and list(report["results"]["probe"]) == ROWS[:4]  # no calibration rows
     assert capsys.readouterr().out.count("reusing the finished run") == 3
     assert {m: (out / m / "encoder.pt").stat().st_mtime_ns for m in MODELS} == stamps
     assert all(report["models"][m]["reused"] for m in MODELS)
     with pytest.warns(UserWarning, match=r"differs from the one asked for in \['train.steps'\]"):
         run_compare(out, ["simclr"], overrides=[*OVERRIDES, "train.steps=3"], settings=SETTINGS, tasks=["onset"],
                     progress=False)
+
+
+def test_dataset_tasks_are_named_by_dataset_or_by_name_given(tmp_path):
+    from aiaudio.compare import open_datasets
+
+    folder = write_folder_dataset(tmp_path / "f", classes=3, clips=1)
+    tasks = open_datasets([f"tones=folder:{folder}", f"folder:{folder}", f"folder:{folder}?extensions=wav"],
+                          {}, 16000, None, 0)
+    assert [t.name for t in tasks] == ["tones", "folder", "folder_2"]
+    assert tasks[0].spec == f"folder:{folder}" and tasks[0].data.num_classes == 3
+    with pytest.raises(ValueError, match="task name 'tones' given twice"):
+        open_datasets([f"tones=folder:{folder}", f"tones=folder:{folder}"], {}, 16000, None, 0)
 
 
 # ----------------------------------------------------------------- errors, before any training
@@ -206,6 +259,7 @@ def test_finished_runs_are_reused(finished, capsys):
     (["--dataset", "synthetic?label=pitch"], "built in"),
     (["--split-file", "esc50=/x.pkl"], "no --dataset named 'esc50'"),
     (["--split-file", "esc50"], "expected NAME=PATH"),
+    (["--dataset", "a=esc51:/data/ESC-50"], "esc51"),
     (["--tasks", "pitch", "tempo"], "unknown task 'tempo'"),
     (["--no-synthetic"], "nothing to evaluate"),
     (["--episodes", "0"], "episodes"),
@@ -261,7 +315,8 @@ def test_recipe_passes_models_budget_and_datasets_to_aiaudio_compare(tmp_path):
     assert args.dataset == [f"esc50:{esc}"] and args.split_file == [f"esc50={split}"]
     assert args.overrides == ["train.steps=150", "train.batch_size=32"]
     assert args.out == str(tmp_path / "out") and args.config == "aiaudio/configs/quickstart.yaml"
-    assert not args.no_synthetic
+    assert not args.no_synthetic and args.calibration
+    assert build_parser().parse_args(["compare", "--no-calibration"]).calibration is False
 
 
 @pytest.mark.parametrize("env, message", [

@@ -23,9 +23,11 @@ from core.downstream.selection import carve_splits
 from core.errors import EXIT_USER, RunError, UserError, classify, debug_requested
 
 
-def add_source_args(p: argparse.ArgumentParser, dataset_example: str) -> None:
-    """``--encoder`` and ``--dataset`` (``dataset_example``: a spec shown in the help)."""
-    p.add_argument("--encoder", required=True, help="encoder file (encoder.pt) or training checkpoint")
+def add_source_args(p: argparse.ArgumentParser, dataset_example: str,
+                    encoder_help: str = "encoder file (encoder.pt) or training checkpoint") -> None:
+    """``--encoder`` and ``--dataset`` (``dataset_example``: a spec shown in the help;
+    ``encoder_help``: the modality's description of what ``--encoder`` takes)."""
+    p.add_argument("--encoder", required=True, help=encoder_help)
     p.add_argument("--dataset", required=True, help=f"dataset spec name:path?options, e.g. {dataset_example}")
 
 

@@ -1,6 +1,7 @@
 """The abstract encoder every architecture implements."""
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
@@ -74,6 +75,9 @@ class InvarianceEncoder(nn.Module, ABC):
     num_features: int
     name: str
     config: dict[str, Any]
+    # False for encoders whose features ignore the descriptor (plain baselines): downstream
+    # code then has no descriptor to learn and reads them out with all ones
+    conditioned: bool = True
 
     @abstractmethod
     def forward(self, x: Tensor, inv: Tensor) -> Tensor:
@@ -113,9 +117,20 @@ class InvarianceEncoder(nn.Module, ABC):
             raise ValueError(
                 f"specialise takes one descriptor of shape ({self.space.dim},), got {tuple(inv.shape)}"
             )
-        first = next(self.parameters())
+        first = self._reference_tensor()
+        if first is None:
+            return inv.detach().float()
         return inv.detach().to(device=first.device, dtype=first.dtype)
+
+    def _reference_tensor(self) -> Tensor | None:
+        """The first floating-point parameter or buffer (None for an encoder without weights,
+        such as the ``band_stats`` calibration baseline)."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if tensor.is_floating_point():
+                return tensor
+        return None
 
     def _parameter_dtype(self) -> torch.dtype:
         # float32 under autocast too: autocast casts inside the ops, not the parameters
-        return next(self.parameters()).dtype
+        first = self._reference_tensor()
+        return torch.float32 if first is None else first.dtype

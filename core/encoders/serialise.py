@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -214,20 +214,43 @@ def load_encoder(
     return read_encoder_file(path, space, map_location)[0]
 
 
-def read_encoder_option(path: str | os.PathLike, device: str) -> tuple[InvarianceEncoder, dict[str, Any]]:
-    """``(encoder, extra)`` for a command's ``--encoder PATH`` option: a directory or a missing
-    file is named with the option. The modality checks the space and channels itself
+def read_encoder_option(path: str | os.PathLike, device: str, space: InvarianceSpace | None = None,
+                        in_chans: int | None = None,
+                        band_rows: Callable[[dict[str, Any]], int] | int | None = None,
+                        band_names: Sequence[str] = ("band-stats",)) -> tuple[InvarianceEncoder, dict[str, Any]]:
+    """``(encoder, extra)`` for a command's ``--encoder`` option: an encoder file or training
+    checkpoint, or a calibration baseline (``band-stats`` or ``untrained:<arch>``, see
+    :mod:`core.encoders.calibration`). A directory or a missing file is named with the option.
+    The modality checks the space and channels of a file's encoder itself
     (:func:`check_input_channels`).
 
+    Args:
+        path: the option's value.
+        device: where the encoder goes.
+        space: the modality's invariance space (needed by the calibration baselines).
+        in_chans: the modality's input channels (calibration baselines).
+        band_rows: input rows for ``band-stats``, or a function of the (borrowed) extra
+            giving them (see :func:`core.encoders.calibration.read_calibration`).
+        band_names: the names the modality accepts for ``band-stats`` (audio: ``logmel-stats``).
+
     Raises:
-        EncoderFileMissing / EncoderFileError: as above, or a damaged or foreign file.
+        EncoderFileMissing / EncoderFileError: as above, or a damaged or foreign file, or an
+            unknown calibration architecture or option.
     """
+    from core.encoders.calibration import parse_calibration, read_calibration
+
+    spec = parse_calibration(str(path), band_names)
+    if spec is not None:
+        if space is None:
+            raise EncoderFileError(f"--encoder {path}: calibration baselines need the modality's invariance space")
+        return read_calibration(spec, device, space, in_chans, band_rows)
     file = Path(path).expanduser()
     if file.is_dir():
         raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
                                f"such as last.pt) inside it")
     if not file.is_file():
-        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint)")
+        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint, "
+                                 f"or a calibration baseline: {', '.join(band_names)} or untrained:<arch>)")
     return read_encoder_file(file, map_location=device)
 
 
