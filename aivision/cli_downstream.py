@@ -75,8 +75,9 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     with cli_errors("fewshot") as status:
         from core.downstream.fewshot import parse_descriptor, run_fewshot
 
-        config = fewshot_config(args)
+        fewshot_config(args)  # check the flags before reading anything
         s = setup(args)
+        config = fewshot_config(args, s.encoder)
         parse_descriptor(config.descriptor, s.encoder.space)  # fail before any image is decoded
         if s.dataset.task != "classification":
             raise ValueError(f"--dataset {args.dataset}: few-shot episodes need a classification dataset")
@@ -88,7 +89,7 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
         train = None
         if config.mode in ("dataset", "corners"):
             if args.split == "all":
-                warnings.warn(f"--descriptor {args.descriptor} with --split all: the descriptor is chosen on "
+                warnings.warn(f"--descriptor {config.descriptor} with --split all: the descriptor is chosen on "
                               "episodes of the same classes it is tested on", UserWarning)
                 train = test
             else:

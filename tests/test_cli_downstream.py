@@ -54,7 +54,7 @@ def printed_number(out: str, header: str, row: int = 0) -> str:
 def test_fewshot_round_trip_json_matches_print(encoder_file, tmp_path, capsys):
     out_json = tmp_path / "fewshot.json"
     rc = run(["fewshot", "--encoder", str(encoder_file), *COMMON, "--split", "all", "--ways", "3", "--shots", "1",
-              "--queries", "2", "--episodes", "4", "--json", str(out_json)])
+              "--queries", "2", "--episodes", "4", "--descriptor", "fixed:ones", "--json", str(out_json)])
     out = capsys.readouterr().out
     assert rc == 0
     report = json.loads(out_json.read_text())
@@ -70,10 +70,27 @@ def test_fewshot_round_trip_json_matches_print(encoder_file, tmp_path, capsys):
     assert printed_number(out, "episodes") == "4"
     # the training checkpoint gives the same encoder, front end and numbers
     rc = run(["fewshot", "--encoder", str(encoder_file.parent / "last.pt"), *COMMON, "--split", "all", "--ways", "3",
-              "--queries", "2", "--episodes", "4", "--json", str(tmp_path / "ckpt.json")])
+              "--queries", "2", "--episodes", "4", "--descriptor", "fixed:ones", "--json", str(tmp_path / "ckpt.json")])
     assert rc == 0 and "warning" not in capsys.readouterr().err
     again = json.loads((tmp_path / "ckpt.json").read_text())
     assert (again["accuracy"], again["ci95"]) == (report["accuracy"], report["ci95"])
+
+
+def test_fewshot_default_learns_the_descriptor_unless_the_encoder_ignores_it(encoder_file, tmp_path, capsys):
+    flags = [*COMMON, "--split", "all", "--ways", "3", "--queries", "2", "--episodes", "3", "--train-episodes", "3",
+             "--inner-steps", "2"]
+    assert run(["fewshot", "--encoder", str(encoder_file), *flags, "--json", str(tmp_path / "a.json")]) == 0
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["descriptor_mode"] == "dataset" and report["descriptor"] != [1.0] * 7
+    assert "--descriptor dataset with --split all" in capsys.readouterr().err
+    plain = "untrained:resnet18?width=4&seed=0"
+    assert run(["fewshot", "--encoder", plain, *flags, "--json", str(tmp_path / "b.json")]) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["descriptor_mode"] == "fixed" and report["descriptor"] == [1.0] * 7
+    with pytest.raises(SystemExit):
+        run(["fewshot", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "auto (default): 'dataset' for an encoder told its invariance" in help_text
 
 
 def test_probe_round_trip(encoder_file, tmp_path, capsys):

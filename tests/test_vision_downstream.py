@@ -145,7 +145,8 @@ def test_strength_transforms_are_deterministic_and_exact_at_the_ends():
 def test_fewshot_round_trip(files, tmp_path, capsys):
     out_json = tmp_path / "fewshot.json"
     rc = run(["fewshot", "--encoder", str(files["encoder"]), "--dataset", files["data"], "--no-progress",
-              "--ways", "3", "--queries", "2", "--episodes", "4", "--json", str(out_json)])
+              "--ways", "3", "--queries", "2", "--episodes", "4", "--descriptor", "fixed:ones", "--json",
+              str(out_json)])
     captured = capsys.readouterr()
     assert rc == 0 and "warning" not in captured.err
     report = json.loads(out_json.read_text())

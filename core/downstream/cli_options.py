@@ -16,8 +16,12 @@ def add_fewshot_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=600)
     p.add_argument("--readout", default="ridge", choices=["ridge", "logistic", "prototype"])
     p.add_argument("--ridge-lambda", type=float, default=1.0)
-    p.add_argument("--descriptor", default="fixed:ones",
-                   help="fixed:ones | fixed:v1,...,vK | episode | dataset | corners")
+    p.add_argument("--descriptor", default="auto",
+                   help="auto (default): 'dataset' for an encoder told its invariance (the descriptor "
+                        "learned once on episodes of the training classes, then frozen), 'fixed:ones' for "
+                        "one whose features ignore the descriptor | fixed:ones (invariant to everything: "
+                        "switches the method off) | fixed:v1,...,vK | episode (learned per episode) | "
+                        "dataset | corners (best binary descriptor on training episodes)")
     p.add_argument("--train-episodes", type=int, default=100, help="training-class episodes (dataset/corners)")
     p.add_argument("--inner-steps", type=int, default=20, help="descriptor steps (episode/dataset)")
     p.add_argument("--descriptor-lr", type=float, default=0.05)

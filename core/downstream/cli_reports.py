@@ -11,13 +11,20 @@ from core.downstream.cli_common import descriptor_table, metric_columns, table, 
 COST_COLUMNS = [("trainable_params", "trainable params", "d"), ("wall_s", "wall s", ".1f"), ("peak_mb", "peak MB", ".0f")]
 
 
-def fewshot_config(args: argparse.Namespace) -> Any:
-    """``FewShotConfig`` from ``fewshot``'s flags (``core.downstream.cli_options.add_fewshot_options``)."""
-    from core.downstream.fewshot import FewShotConfig
+def fewshot_config(args: argparse.Namespace, encoder: Any = None) -> Any:
+    """``FewShotConfig`` from ``fewshot``'s flags (``core.downstream.cli_options.add_fewshot_options``).
 
+    ``--descriptor auto`` becomes :func:`core.downstream.fewshot.default_descriptor` of
+    ``encoder`` (``"dataset"`` while no encoder is given, so the flags can be checked first).
+    """
+    from core.downstream.fewshot import FewShotConfig, default_descriptor
+
+    descriptor = args.descriptor
+    if descriptor == "auto":
+        descriptor = "dataset" if encoder is None else default_descriptor(encoder)
     return FewShotConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
                          seed=args.seed, readout=args.readout, ridge_lambda=args.ridge_lambda,
-                         descriptor=args.descriptor, train_episodes=args.train_episodes,
+                         descriptor=descriptor, train_episodes=args.train_episodes,
                          inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr, batch_size=args.batch_size)
 
 

@@ -80,6 +80,13 @@ class FewShotConfig:
         return parse_descriptor(self.descriptor)[0]
 
 
+def default_descriptor(encoder: InvarianceEncoder) -> str:
+    """The descriptor mode used when none is asked for: ``"dataset"`` (learned once on
+    training-class episodes) when ``encoder``'s features depend on the descriptor, else
+    ``"fixed:ones"`` (plain encoders ignore it, so there is nothing to learn)."""
+    return "dataset" if getattr(encoder, "conditioned", True) else "fixed:ones"
+
+
 def parse_descriptor(spec: str, space: InvarianceSpace | None = None) -> tuple[str, Tensor | None]:
     """Split a descriptor spec into its mode and, for ``fixed:``, the vector ``(K,)``.
 

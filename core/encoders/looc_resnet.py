@@ -63,6 +63,8 @@ class LooCResNetEncoder(InvarianceEncoder):
         stem: ``"standard"`` or ``"small"`` (``core.encoders.resnet.STEMS``).
     """
 
+    conditioned = False
+
     def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64,
                  branches: int | None = None, stem: str = "standard") -> None:
         super().__init__()

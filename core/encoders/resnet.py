@@ -153,6 +153,8 @@ def init_resnet_(model: nn.Module) -> None:
 class ResNetEncoder(InvarianceEncoder):
     """Baseline: an ordinary ResNet that validates and then ignores the descriptor."""
 
+    conditioned = False
+
     def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64,
                  stem: str = "standard") -> None:
         super().__init__()
