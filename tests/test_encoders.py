@@ -205,3 +205,26 @@ def test_small_stem_cannot_be_exported_to_torchvision(audio_space):
     enc = build_encoder("hyper_resnet18", audio_space, in_chans=3, width=64, stem="small")
     with pytest.raises(ValueError, match="standard stem"):
         enc.export_torchvision(audio_space.ones())
+
+
+@pytest.mark.parametrize("name", ["resnet18", "hyper_resnet18"])
+def test_bands_keep_coarse_frequency_position(name):
+    """bands=2 averages the upper and lower halves of the last feature map's rows separately:
+    with the same weights, their mean is the global-pooled feature and they differ."""
+    from core import InvarianceSpace
+
+    space = InvarianceSpace(["a", "b"])
+    torch.manual_seed(0)
+    one = build_encoder(name, space, in_chans=1, width=4).eval()
+    two = build_encoder(name, space, in_chans=1, width=4, bands=2).eval()
+    two.load_state_dict(one.state_dict())                 # pooling has no weights
+    assert two.num_features == 2 * one.num_features and two.config["bands"] == 2
+    x, d = torch.randn(3, 1, 64, 32), torch.ones(2)
+    with torch.no_grad():
+        f1, f2 = one(x, d), two(x, d)
+        halves = f2.view(3, one.num_features, 2)          # (B, C, bands): flatten of (B, C, bands, 1)
+        assert torch.allclose(halves.mean(-1), f1, atol=1e-5)
+        assert (halves[..., 0] - halves[..., 1]).abs().max() > 1e-3
+        assert torch.allclose(two.specialise(d)(x), f2, atol=1e-5)
+    with pytest.raises(ValueError, match="bands=0"):
+        build_encoder(name, space, in_chans=1, width=4, bands=0)

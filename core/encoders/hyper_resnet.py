@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from core.encoders.base import DescriptorGroups, InvarianceEncoder, group_descriptors
-from core.encoders.resnet import STAGE_DEPTHS, ResNet, init_resnet_, make_stem, stage_plan
+from core.encoders.resnet import STAGE_DEPTHS, ResNet, init_resnet_, make_pool, make_stem, stage_plan
 from core.hyper import HyperConv2d, centre_embedding
 from core.invariance import InvarianceSpace
 
@@ -90,6 +90,8 @@ class HyperResNet(InvarianceEncoder):
         base_fraction: low-rank form, share of initial kernel variance in the fixed base.
         stem: ``"standard"`` (7x7 stride 2 + max-pool) or ``"small"`` (3x3 stride 1, for 32-64
             px images); see ``core.encoders.resnet.STEMS``.
+        bands: rows kept by the final pooling (``core.encoders.resnet.make_pool``; 1 = global
+            average pooling, the paper's).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class HyperResNet(InvarianceEncoder):
         generator: str = "lowrank",
         base_fraction: float = 0.5,
         stem: str = "standard",
+        bands: int = 1,
     ) -> None:
         super().__init__()
         if depth not in BLOCK_KINDS:
@@ -118,6 +121,7 @@ class HyperResNet(InvarianceEncoder):
             "generator": generator,
             "base_fraction": base_fraction,
             "stem": stem,
+            "bands": bands,
         }
         kind = BLOCK_KINDS[depth]
         self.conv1, self.maxpool = make_stem(in_chans, width, stem)
@@ -128,8 +132,8 @@ class HyperResNet(InvarianceEncoder):
         for stage, count in enumerate(STAGE_DEPTHS[depth]):
             blocks = [HyperBlock(kind, *next(plan), space.dim, embed_dim, **gen) for _ in range(count)]
             setattr(self, f"layer{stage + 1}", nn.ModuleList(blocks))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = width * 8 * EXPANSION[kind]
+        self.avgpool = make_pool(bands)
+        self.num_features = width * 8 * EXPANSION[kind] * bands
         init_resnet_(self)
         if not self.conv1.weight.is_meta:  # a meta build (shapes only, core.encoders.serialise) has no values
             self._calibrate(space.descriptors.to(self.conv1.weight.device))
@@ -183,7 +187,8 @@ class HyperResNet(InvarianceEncoder):
             if ".generator." not in key and ".embed." not in key
         }
         state.update({f"{path}.weight": k for path, k in self.generate_kernels(inv).items()})
-        plain = ResNet(self.depth, self.config["in_chans"], self.config["width"], self.config["stem"])
+        plain = ResNet(self.depth, self.config["in_chans"], self.config["width"], self.config["stem"],
+                       self.config["bands"])
         plain = plain.to(self.conv1.weight)
         plain.load_state_dict(state, strict=True)  # after .to(): no rounding through float32
         return plain.train(self.training)
@@ -191,10 +196,11 @@ class HyperResNet(InvarianceEncoder):
     def export_torchvision(self, inv: Tensor) -> dict[str, Tensor]:
         """State dict for ``torchvision.models.resnet18/50`` with ``conv1`` adapted to
         ``in_chans`` and ``fc = nn.Identity()``; needs the standard width of 64."""
-        if self.config["width"] != 64 or self.config["stem"] != "standard":
+        if self.config["width"] != 64 or self.config["stem"] != "standard" or self.config["bands"] != 1:
             raise ValueError(
-                f"torchvision's ResNet has a fixed first-stage width of 64 and the standard stem; this "
-                f"encoder has width={self.config['width']}, stem={self.config['stem']!r} (use specialise() "
+                f"torchvision's ResNet has a fixed first-stage width of 64, the standard stem and global "
+                f"pooling; this encoder has width={self.config['width']}, stem={self.config['stem']!r}, "
+                f"bands={self.config['bands']} (use specialise() "
                 f"for a plain module instead)"
             )
         return {k: v.detach().clone() for k, v in self.specialise(inv).state_dict().items()}
@@ -202,7 +208,7 @@ class HyperResNet(InvarianceEncoder):
 
 def hyper_resnet18(space: InvarianceSpace, **kwargs) -> HyperResNet:
     """Hyper-ResNet18 (audio default). kwargs: in_chans, width, embed_dim, hidden_dim,
-    generator, base_fraction, stem."""
+    generator, base_fraction, stem, bands."""
     return HyperResNet(space, depth=18, **kwargs)
 
 

@@ -117,9 +117,12 @@ class ResNet(nn.Module):
         in_chans: input channels (1 for log-mel spectrograms, 3 for images).
         width: channels of the first stage (64 in the standard network).
         stem: ``"standard"`` or ``"small"`` (see ``STEMS``).
+        bands: rows kept by the final pooling (see :func:`make_pool`): 1 = global average
+            pooling; more keeps coarse frequency (audio) or height position, times more features.
     """
 
-    def __init__(self, depth: int = 18, in_chans: int = 3, width: int = 64, stem: str = "standard") -> None:
+    def __init__(self, depth: int = 18, in_chans: int = 3, width: int = 64, stem: str = "standard",
+                 bands: int = 1) -> None:
         super().__init__()
         block = BasicBlock if depth == 18 else Bottleneck
         plan = stage_plan(depth, width, block.expansion)
@@ -130,14 +133,28 @@ class ResNet(nn.Module):
         for stage, count in enumerate(STAGE_DEPTHS[depth]):
             layer = nn.Sequential(*(block(*next(blocks)) for _ in range(count)))
             setattr(self, f"layer{stage + 1}", layer)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = width * 8 * block.expansion
+        self.avgpool = make_pool(bands)
+        self.num_features = width * 8 * block.expansion * bands
         init_resnet_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
+
+
+def make_pool(bands: int) -> nn.AdaptiveAvgPool2d:
+    """The final pooling: average over time (width) and over ``bands`` equal groups of rows
+    (frequency, for log-mels), ``(B, C, H, W) -> (B, C, bands, 1)``; ``bands=1`` is global
+    average pooling. Global pooling over frequency discards where in the spectrum a pattern
+    lies, which absolute pitch needs; a few bands keep it coarsely.
+
+    Raises:
+        ValueError: ``bands`` is not an integer >= 1.
+    """
+    if isinstance(bands, bool) or not isinstance(bands, int) or bands < 1:
+        raise ValueError(f"bands={bands!r} must be an integer >= 1")
+    return nn.AdaptiveAvgPool2d((bands, 1))
 
 
 def init_resnet_(model: nn.Module) -> None:
@@ -156,12 +173,12 @@ class ResNetEncoder(InvarianceEncoder):
     conditioned = False
 
     def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64,
-                 stem: str = "standard") -> None:
+                 stem: str = "standard", bands: int = 1) -> None:
         super().__init__()
         self.space = space
         self.name = f"resnet{depth}"
-        self.config = {"in_chans": in_chans, "width": width, "stem": stem}
-        self.net = ResNet(depth, in_chans, width, stem)
+        self.config = {"in_chans": in_chans, "width": width, "stem": stem, "bands": bands}
+        self.net = ResNet(depth, in_chans, width, stem, bands)
         self.num_features = self.net.num_features
 
     def forward(self, x: Tensor, inv: Tensor) -> Tensor:
@@ -176,10 +193,10 @@ class ResNetEncoder(InvarianceEncoder):
 
 
 def resnet18(space: InvarianceSpace, **kwargs) -> ResNetEncoder:
-    """Plain ResNet18 baseline (kwargs: ``in_chans``, ``width``, ``stem``)."""
+    """Plain ResNet18 baseline (kwargs: ``in_chans``, ``width``, ``stem``, ``bands``)."""
     return ResNetEncoder(space, depth=18, **kwargs)
 
 
 def resnet50(space: InvarianceSpace, **kwargs) -> ResNetEncoder:
-    """Plain ResNet50 baseline (kwargs: ``in_chans``, ``width``, ``stem``)."""
+    """Plain ResNet50 baseline (kwargs: ``in_chans``, ``width``, ``stem``, ``bands``)."""
     return ResNetEncoder(space, depth=50, **kwargs)
