@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from core.dataspec import parse_value
 from core.encoders.band_stats import BandStatsEncoder
 from core.encoders.base import InvarianceEncoder
 from core.encoders.file_checks import EncoderFileError, EncoderFileMissing
@@ -72,21 +73,6 @@ def encoder_help(band_name: str = BAND_STATS) -> str:
             f"std of every input band over time, no training) or untrained:ARCH (a registered architecture, "
             f"seeded random weights), e.g. 'untrained:hyper_resnet18?width=16&seed=0'; add "
             f"'frontend=PATH' (after ? or &) to use the input pipeline stored in that encoder file")
-
-
-def _literal(text: str) -> Any:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``true``/``false`` -> bool, ``none``/``null`` -> None, else the text."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _options(value: str, query: str) -> dict[str, str]:
@@ -134,7 +120,7 @@ def parse_calibration(value: str, band_names: Sequence[str] = (BAND_STATS,)) -> 
     if seed < 0:
         raise EncoderFileError(f"--encoder {text}: seed={seed_text!r} must be a non-negative integer")
     frontend = options.pop("frontend", None)
-    return CalibrationSpec(text, "untrained", arch, {k: _literal(v) for k, v in options.items()}, seed, frontend)
+    return CalibrationSpec(text, "untrained", arch, {k: parse_value(v) for k, v in options.items()}, seed, frontend)
 
 
 def build_untrained(arch: str, space: InvarianceSpace, seed: int = 0, **kwargs: Any) -> InvarianceEncoder:
@@ -162,13 +148,10 @@ def borrowed_extra(spec: CalibrationSpec, space: InvarianceSpace) -> dict[str, A
 
     if spec.frontend is None:
         return {}
-    path = Path(spec.frontend).expanduser()
-    if path.is_dir():
-        raise EncoderFileError(f"--encoder {spec.value}: frontend={spec.frontend} is a directory; give the "
-                               f"encoder.pt (or a training checkpoint) whose input pipeline to use")
-    if not path.is_file():
-        raise EncoderFileMissing(f"--encoder {spec.value}: frontend={spec.frontend}: no such file (give an "
-                                 f"encoder.pt or a training checkpoint whose input pipeline to use)")
+    from core.encoders.serialise import existing_encoder_file
+
+    path = existing_encoder_file(spec.frontend, f"--encoder {spec.value}: frontend={spec.frontend}",
+                                 "whose input pipeline to use")
     payload = _encoder_payload(_read(path), path)
     try:
         stored = InvarianceSpace.from_dict(payload["space"])

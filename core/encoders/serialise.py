@@ -244,14 +244,26 @@ def read_encoder_option(path: str | os.PathLike, device: str, space: InvarianceS
         if space is None:
             raise EncoderFileError(f"--encoder {path}: calibration baselines need the modality's invariance space")
         return read_calibration(spec, device, space, in_chans, band_rows)
+    file = existing_encoder_file(path, f"--encoder {path}", f"(or a calibration baseline: {', '.join(band_names)} "
+                                 f"or untrained:<arch>)")
+    return read_encoder_file(file, map_location=device)
+
+
+def existing_encoder_file(path: str | os.PathLike, named: str, hint: str) -> Path:
+    """``path`` as a ``Path`` when it is a file; else an error starting with ``named`` that
+    asks for an encoder file (``hint`` ends the message).
+
+    Raises:
+        EncoderFileError: ``path`` is a directory.
+        EncoderFileMissing: nothing is there.
+    """
     file = Path(path).expanduser()
     if file.is_dir():
-        raise EncoderFileError(f"--encoder {path} is a directory; give the encoder.pt (or a training checkpoint "
-                               f"such as last.pt) inside it")
+        raise EncoderFileError(f"{named} is a directory; give the encoder.pt (or a training checkpoint such as "
+                               f"last.pt) inside it {hint}")
     if not file.is_file():
-        raise EncoderFileMissing(f"--encoder {path}: no such file (give an encoder.pt or a training checkpoint, "
-                                 f"or a calibration baseline: {', '.join(band_names)} or untrained:<arch>)")
-    return read_encoder_file(file, map_location=device)
+        raise EncoderFileMissing(f"{named}: no such file (give an encoder.pt or a training checkpoint {hint})")
+    return file
 
 
 def check_input_channels(encoder: InvarianceEncoder, path: str | os.PathLike, in_chans: int, inputs: str) -> None:
