@@ -47,7 +47,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         settings = CompareSettings(clips=args.clips, max_ways=args.max_ways, shots=args.shots, queries=args.queries,
                                    episodes=args.episodes, train_episodes=args.train_episodes,
-                                   inner_steps=args.inner_steps, seed=args.seed,
+                                   inner_steps=args.inner_steps, descriptor_init=args.descriptor_init, seed=args.seed,
                                    dataset_shots=args.dataset_shots, dataset_seconds=args.dataset_seconds,
                                    probe_epochs=args.probe_epochs, device=_device(args.device))
         run_compare(args.out, models, args.config, overrides, args.dataset or [], _split_files(args.split_file or []),
@@ -90,6 +90,8 @@ def add_compare_command(sub: argparse._SubParsersAction) -> None:
                    help="training episodes AI-SimCLR's few-shot descriptor is learned on")
     p.add_argument("--inner-steps", type=int, default=20,
                    help="Adam steps of AI-SimCLR's few-shot descriptor, each over a share of the training episodes")
+    p.add_argument("--descriptor-init", type=float, default=0.5,
+                   help="start of every entry of AI-SimCLR's few-shot descriptor (0.5 undecided, 1 all-invariant)")
     p.add_argument("--max-ways", type=int, default=5, help="ways = min(this, classes of the task)")
     p.add_argument("--shots", type=int, default=5, help="shots on the synthetic tasks")
     p.add_argument("--dataset-shots", type=int, default=1, help="shots on real datasets (MetaAudio: 1)")

@@ -65,6 +65,7 @@ class CompareSettings(EvalSettings):
                 raise ConfigError(f"compare settings: {key}={getattr(self, key)!r} must be > 0")
         FewShotConfig(ways=self.max_ways, shots=self.shots, queries=self.queries, episodes=self.episodes,
                       seed=self.seed, train_episodes=self.train_episodes, inner_steps=self.inner_steps,
+                      descriptor_init=self.descriptor_init,
                       batch_size=self.batch_size)
         ProbeConfig(lrs=list(self.probe_lrs), weight_decays=list(self.probe_weight_decays), epochs=self.probe_epochs,
                     batch_size=self.batch_size, val_fraction=self.val_fraction, seed=self.seed)
@@ -220,7 +221,7 @@ def evaluate_model(encoder: Any, sources: Sources, learns: bool, fixed: Sequence
     config = FewShotConfig(ways=sources.ways, shots=sources.shots, queries=settings.queries,
                            episodes=settings.episodes, seed=settings.seed, descriptor=spec,
                            train_episodes=settings.train_episodes, inner_steps=settings.inner_steps,
-                           batch_size=settings.batch_size)
+                           batch_size=settings.batch_size, descriptor_init=settings.descriptor_init)
     shot = run_fewshot(encoder, sources.fewshot_test, config, train=sources.fewshot_train if learns else None,
                        device=settings.device, progress=progress)
     fewshot = {"accuracy": shot.accuracy, "ci95": shot.ci95, "ways": config.ways, "shots": config.shots,

@@ -49,6 +49,7 @@ class EvalSettings:
     episodes: int = 100
     train_episodes: int = 60     # training-class episodes the "dataset" descriptor is learned on
     inner_steps: int = 20
+    descriptor_init: float = 0.5  # start of every entry of the learned descriptor
     seed: int = 0
 
 
@@ -133,7 +134,8 @@ def evaluate(encoders: dict[str, Path], settings: EvalSettings, tasks: Sequence[
             train = task_clips_of(model, TRAIN_SEED) if descriptor == "dataset" else None
             config = FewShotConfig(ways=ways, shots=settings.shots, queries=settings.queries,
                                    episodes=settings.episodes, seed=settings.seed, descriptor=descriptor,
-                                   train_episodes=settings.train_episodes, inner_steps=settings.inner_steps)
+                                   train_episodes=settings.train_episodes, inner_steps=settings.inner_steps,
+                                   descriptor_init=settings.descriptor_init)
             result = run_fewshot(encoder, test, config, train=train, progress=progress)
             row[key], row[f"{key}_ci95"] = result.accuracy, result.ci95
             if descriptor == "dataset":

@@ -138,6 +138,18 @@ def test_dataset_mode_learns_once_on_training_classes():
     assert len(losses) == 15 and losses[-1] < losses[0]
 
 
+def test_descriptor_init_sets_the_start_and_is_validated():
+    enc = Controlled()
+    train, test = clips(seed=1), clips(seed=2)
+    start = run_fewshot(enc, test, cfg(descriptor="dataset", inner_steps=0, descriptor_init=1.0), train=train)
+    assert list(start.descriptor) == [1.0, 1.0] and start.accuracy < 0.5      # the signal is removed
+    learned = run_fewshot(enc, test, cfg(descriptor="dataset", inner_steps=30, descriptor_init=1.0), train=train)
+    assert learned.descriptor[0] < 0.2 and learned.accuracy > 0.95                 # and learned back from there
+    for bad in (-0.1, 1.5, True, "ones"):
+        with pytest.raises(ConfigError, match="descriptor_init must lie in"):
+            cfg(descriptor_init=bad)
+
+
 def test_corners_picks_the_corner_keeping_the_signal():
     enc = Controlled()
     r = run_fewshot(enc, clips(seed=2), cfg(descriptor="corners", readout="prototype"), train=clips(seed=1))

@@ -25,6 +25,9 @@ def add_fewshot_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-episodes", type=int, default=100, help="training-class episodes (dataset/corners)")
     p.add_argument("--inner-steps", type=int, default=20, help="descriptor steps (episode/dataset)")
     p.add_argument("--descriptor-lr", type=float, default=0.05)
+    p.add_argument("--descriptor-init", type=float, default=0.5,
+                   help="start of every entry of a learned descriptor (episode/dataset): 0.5 undecided, "
+                        "1 the all-invariant corner")
     p.add_argument("--batch-size", type=int, default=256)
 
 

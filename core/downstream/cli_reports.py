@@ -25,7 +25,8 @@ def fewshot_config(args: argparse.Namespace, encoder: Any = None) -> Any:
     return FewShotConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
                          seed=args.seed, readout=args.readout, ridge_lambda=args.ridge_lambda,
                          descriptor=descriptor, train_episodes=args.train_episodes,
-                         inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr, batch_size=args.batch_size)
+                         inner_steps=args.inner_steps, descriptor_lr=args.descriptor_lr, batch_size=args.batch_size,
+                         descriptor_init=args.descriptor_init)
 
 
 def probe_config(args: argparse.Namespace, task: str, fixed: list[float] | None) -> Any:

@@ -56,6 +56,7 @@ class FewShotConfig:
     inner_steps: int = 20
     descriptor_lr: float = 0.05
     batch_size: int = 256
+    descriptor_init: float = 0.5       # start of every entry of a learned descriptor (episode/dataset)
 
     def __post_init__(self) -> None:
         for name in ("ways", "shots", "queries", "episodes", "train_episodes", "batch_size"):
@@ -72,6 +73,9 @@ class FewShotConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"FewShotConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        init = self.descriptor_init
+        if isinstance(init, bool) or not isinstance(init, (int, float)) or not 0.0 <= init <= 1.0:
+            raise ConfigError(f"FewShotConfig.descriptor_init must lie in [0, 1], got {init!r}")
         parse_descriptor(self.descriptor)
 
     @property
@@ -195,7 +199,7 @@ def run_fewshot(encoder: InvarianceEncoder, test: ClipSource, config: FewShotCon
             if mode == "dataset":
                 fixed, details["train_loss"] = learn_dataset_descriptor(
                     encoder, train, train_eps, c.ridge_lambda, c.inner_steps, c.descriptor_lr, c.batch_size,
-                    device, progress)
+                    device, progress, init=c.descriptor_init)
             else:
                 fixed, details["corners"] = choose_corner(encoder, train, train_eps, c.readout, c.ridge_lambda,
                                                           c.batch_size, device, progress)
@@ -236,7 +240,8 @@ def _run_per_episode(encoder: InvarianceEncoder, test: ClipSource, episodes: lis
         xs, so = test.pieces(ep.support)
         support_names = test.piece_names(ep.support, so)
         d = learn_episode_descriptor(encoder, xs, so, ep.support_labels, ep.ways, c.ridge_lambda,
-                                     c.inner_steps, c.descriptor_lr, c.batch_size, device, names=support_names)
+                                     c.inner_steps, c.descriptor_lr, c.batch_size, device, names=support_names,
+                                     init=c.descriptor_init)
         xq, qo = test.pieces(ep.query)
         s = encode_pieces(encoder, xs, d, c.batch_size, device, support_names)
         q = encode_pieces(encoder, xq, d, c.batch_size, device, test.piece_names(ep.query, qo))

@@ -91,8 +91,9 @@ def query_criterion(support: Tensor, support_labels: Tensor, query: Tensor, quer
     return (voted - one_hot(query_labels, ways).to(voted)).pow(2).mean()
 
 
-def _adam_projected(k: int, lr: float, device: str | torch.device) -> tuple[Tensor, torch.optim.Adam]:
-    d = torch.full((k,), 0.5, device=device, requires_grad=True)
+def _adam_projected(k: int, lr: float, device: str | torch.device, init: float = 0.5
+                    ) -> tuple[Tensor, torch.optim.Adam]:
+    d = torch.full((k,), float(init), device=device, requires_grad=True)
     return d, torch.optim.Adam([d], lr=lr)
 
 
@@ -105,20 +106,22 @@ def _step(d: Tensor, optimiser: torch.optim.Adam, grad: Tensor) -> None:
 
 def learn_episode_descriptor(encoder: InvarianceEncoder, x: Tensor, owner: Tensor, clip_labels: Tensor,
                              ways: int, lam: float, steps: int, lr: float, batch_size: int = 256,
-                             device: str | torch.device = "cpu", names: PieceNames | None = None) -> Tensor:
-    """Descriptor ``(K,)`` (CPU) learned on one episode's support pieces.
+                             device: str | torch.device = "cpu", names: PieceNames | None = None,
+                             init: float = 0.5) -> Tensor:
+    """Descriptor ``(K,)`` (CPU) learned on one episode's support pieces, starting from ``init``
+    in every entry.
 
     Args:
         x: ``(P, C, H, W)`` support pieces; ``owner`` ``(P,)`` their clip position;
             ``clip_labels`` the support clips' episode labels.
-        steps: Adam steps (0 keeps the 0.5 start).
+        steps: Adam steps (0 keeps the start).
         names: row of ``x`` -> its clip's name, for a non-finite features error.
 
     Raises:
         NonFiniteFeaturesError: NaN or infinite features (names the clips).
         NonFiniteLossError: the support criterion became NaN or infinite.
     """
-    d, optimiser = _adam_projected(encoder.space.dim, lr, device)
+    d, optimiser = _adam_projected(encoder.space.dim, lr, device, init)
     labels = clip_labels[owner]
     with torch.enable_grad():
         for step in range(steps):
@@ -132,9 +135,10 @@ def learn_episode_descriptor(encoder: InvarianceEncoder, x: Tensor, owner: Tenso
 
 def learn_dataset_descriptor(encoder: InvarianceEncoder, train: ClipSource, episodes: Sequence[Episode],
                              lam: float, steps: int, lr: float, batch_size: int = 256,
-                             device: str | torch.device = "cpu", progress: bool = False
+                             device: str | torch.device = "cpu", progress: bool = False, init: float = 0.5
                              ) -> tuple[Tensor, list[float]]:
-    """Descriptor ``(K,)`` learned once on training-class episodes (:func:`query_criterion`).
+    """Descriptor ``(K,)`` learned once on training-class episodes (:func:`query_criterion`),
+    starting from ``init`` in every entry (0.5: undecided; 1: the all-invariant corner).
 
     Adam step ``s`` averages the loss over episodes ``[s c, (s + 1) c)`` (modulo ``E``) with
     ``c = ceil(E / steps)``, so every training episode is used about once overall; gradients are
@@ -145,7 +149,7 @@ def learn_dataset_descriptor(encoder: InvarianceEncoder, train: ClipSource, epis
     """
     if not episodes:
         raise ValueError("learn_dataset_descriptor needs at least one training episode")
-    d, optimiser = _adam_projected(encoder.space.dim, lr, device)
+    d, optimiser = _adam_projected(encoder.space.dim, lr, device, init)
     per_step = math.ceil(len(episodes) / max(steps, 1))
     losses = []
     with torch.enable_grad():
