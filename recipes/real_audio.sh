@@ -13,6 +13,7 @@
 #
 # Environment (all optional):
 #   OUT        output directory (default runs/real_audio)
+#   CORPUS     corpus directory (default OUT/corpus; share one between runs with other settings)
 #   CONFIG     pre-training YAML (default recipes/real_audio.yaml)
 #   STEPS      train.steps of both models (default: CONFIG's)
 #   EPISODES   few-shot test episodes per task and model (default 300)
@@ -22,6 +23,7 @@
 #
 #   bash recipes/real_audio.sh
 #   STEPS=1000 EPISODES=100 bash recipes/real_audio.sh          # a quicker look
+#   OUT=runs/real_audio_bands2 CORPUS=runs/real_audio/corpus bash recipes/real_audio.sh encoder.kwargs.bands=2
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,7 +64,7 @@ if [[ -n "${STEPS:-}" ]]; then
     overrides+=("train.steps=$STEPS")
 fi
 
-CORPUS="$OUT/corpus"
+CORPUS="${CORPUS:-$OUT/corpus}"
 echo "== corpus: $CORPUS"
 "$PYTHON" -m aiaudio.corpus "$CORPUS"
 

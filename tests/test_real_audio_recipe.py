@@ -24,7 +24,7 @@ def run_recipe(tmp_path: Path, env: dict, installed: bool, *args: str):
     (bin_dir / "python").write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" "--END--" >> "{record}"\n')
     for tool in ("dpkg", "python"):
         (bin_dir / tool).chmod(0o755)
-    base = {k: v for k, v in os.environ.items() if not re.match(r"^(OUT|CONFIG|STEPS|EPISODES|INSTALL)$", k)}
+    base = {k: v for k, v in os.environ.items() if not re.match(r"^(OUT|CORPUS|CONFIG|STEPS|EPISODES|INSTALL)$", k)}
     done = subprocess.run(["bash", str(RECIPE), *args], capture_output=True, text=True, timeout=60,
                           env={**base, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(bin_dir / "python"),
                                **env})
@@ -52,6 +52,9 @@ def test_recipe_builds_the_corpus_then_compares_on_its_four_tasks(tmp_path):
     assert args.overrides == [f"data.dataset=files:{out}/corpus/pool", f"data.monitor=folder:{out}/corpus/monitor",
                               "train.steps=200"]
     assert args.config == "recipes/real_audio.yaml"
+    done, calls = run_recipe(tmp_path, {"OUT": str(out), "CORPUS": str(tmp_path / "shared")}, True, "x.y=1")
+    assert done.returncode == 0 and calls[2] == ["-m", "aiaudio.corpus", str(tmp_path / "shared")]
+    assert f"data.dataset=files:{tmp_path}/shared/pool" in calls[3] and calls[3][-1] == "x.y=1"
 
 
 def test_recipe_config_is_valid_and_within_the_cpu_budget():
