@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from aiaudio.baselines import BASELINES, baseline_overrides
 from aiaudio.compare_report import descriptor_rows, descriptor_table, markdown_table, summarise
-from aiaudio.compare_tasks import CompareSettings, DatasetTask, SyntheticTask, evaluate_model
+from aiaudio.compare_tasks import EVALUATIONS, CompareSettings, DatasetTask, SyntheticTask, evaluate_model
 from aiaudio.data.synthetic import FACTORS
 from aiaudio.modality import AudioDataConfig
 from aiaudio.quickstart import CONFIG, load_model, run_config, train_model
@@ -39,7 +39,6 @@ LABELS = {"ai_simclr": "AI-SimCLR", "simclr": "SimCLR", "simclr_frequency": "Sim
 CALIBRATION = ("logmel_stats", "untrained")
 # A model that learns its descriptor also gets a row read out with the all-ones descriptor.
 ONES_SUFFIX, ONES_LABEL = "_ones", " i=1"
-EVALUATIONS = ("fewshot", "probe")
 TITLES = {"fewshot": "Few-shot", "probe": "Linear probe"}
 
 
@@ -220,9 +219,12 @@ def run_compare(out: str | Path = "runs/compare", models: Sequence[str] | None =
         info.update(extra_info)
         rows += list(extra_rows)
     info = {r: info[r] for r in rows}
-    results: dict[str, dict[str, dict[str, Any]]] = {e: {r: {} for r in rows} for e in EVALUATIONS}
-    print(f"== evaluating {len(rows)} models on {len(task_list)} tasks: few-shot (ridge, {settings.episodes} "
-          f"episodes) and a linear probe ({settings.probe_epochs} epochs)")
+    evaluations = list(settings.evaluations)
+    results: dict[str, dict[str, dict[str, Any]]] = {e: {r: {} for r in rows} for e in evaluations}
+    described = {"fewshot": f"few-shot (ridge, {settings.episodes} episodes)",
+                 "probe": f"a linear probe ({settings.probe_epochs} epochs)"}
+    print(f"== evaluating {len(rows)} models on {len(task_list)} tasks: "
+          + " and ".join(described[e] for e in evaluations))
     task_info = []
     for task in task_list:
         for m in rows:
@@ -230,18 +232,18 @@ def run_compare(out: str | Path = "runs/compare", models: Sequence[str] | None =
             clock = time.perf_counter()
             sources = task.sources(frontend, settings, encoder, {}, info[m]["encoder"])
             scores = evaluate_model(encoder, sources, learns, fixed, settings, progress=False)
-            for evaluation in EVALUATIONS:
+            for evaluation in evaluations:
                 results[evaluation][m][task.name] = scores[evaluation]
             if progress:
-                f, p = scores["fewshot"], scores["probe"]
-                print(f"  {task.name:<10} {m:<17} few-shot {100 * f['accuracy']:5.1f} ± {100 * f['ci95']:.1f}  "
-                      f"probe {100 * p['accuracy']:5.1f} ± {100 * p['ci95']:.1f}  ({time.perf_counter() - clock:.0f} s)")
+                cells = "  ".join(f"{TITLES[e].lower()} {100 * scores[e]['accuracy']:5.1f} ± "
+                                  f"{100 * scores[e]['ci95']:.1f}" for e in evaluations)
+                print(f"  {task.name:<10} {m:<17} {cells}  ({time.perf_counter() - clock:.0f} s)", flush=True)
         task_info.append({"name": task.name, "kind": task.kind, "spec": task.spec, "ways": sources.ways,
                           "shots": sources.shots, "note": sources.note})
     report = {"settings": asdict(settings), "config": str(config), "overrides": list(overrides),
               "datasets": list(datasets), "models": info, "tasks": task_info, "descriptor_names": names,
               "results": results, "summary": {e: summarise(results[e], rows, [t["name"] for t in task_info])
-                                              for e in EVALUATIONS},
+                                              for e in evaluations},
               "wall_s": round(time.perf_counter() - start, 1)}
     write_reports(report, out)
     return report
@@ -272,7 +274,7 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
                        f"decay from {s['probe_weight_decays']} chosen on validation, refitted on train + "
                        "validation); accuracy on held-out test clips; interval: normal approximation "
                        "1.96 · sqrt(p (1 - p) / n) over the n test clips.")}
-    for evaluation in EVALUATIONS:
+    for evaluation in report["results"]:
         lines += [f"## {TITLES[evaluation]}", "", notes[evaluation], "",
                   markdown_table(report["results"][evaluation], models, tasks, labels), ""]
     learners = [m for m in models if report["models"][m]["learns_descriptor"]]

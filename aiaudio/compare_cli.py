@@ -49,7 +49,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                    episodes=args.episodes, train_episodes=args.train_episodes,
                                    inner_steps=args.inner_steps, descriptor_init=args.descriptor_init, seed=args.seed,
                                    dataset_shots=args.dataset_shots, dataset_seconds=args.dataset_seconds,
-                                   probe_epochs=args.probe_epochs, device=_device(args.device))
+                                   probe_epochs=args.probe_epochs, evaluations=list(args.evaluations),
+                                   device=_device(args.device))
         run_compare(args.out, models, args.config, overrides, args.dataset or [], _split_files(args.split_file or []),
                     settings, tasks=tasks, cache=args.cache, progress=not args.no_progress,
                     calibration=args.calibration)
@@ -90,6 +91,8 @@ def add_compare_command(sub: argparse._SubParsersAction) -> None:
                    help="training episodes AI-SimCLR's few-shot descriptor is learned on")
     p.add_argument("--inner-steps", type=int, default=20,
                    help="Adam steps of AI-SimCLR's few-shot descriptor, each over a share of the training episodes")
+    p.add_argument("--evaluations", nargs="+", choices=["fewshot", "probe"], default=["fewshot", "probe"],
+                   help="which evaluations to run (default both; the probe with a learned descriptor is the slow one)")
     p.add_argument("--descriptor-init", type=float, default=0.5,
                    help="start of every entry of AI-SimCLR's few-shot descriptor (0.5 undecided, 1 all-invariant)")
     p.add_argument("--max-ways", type=int, default=5, help="ways = min(this, classes of the task)")

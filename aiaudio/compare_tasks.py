@@ -33,6 +33,9 @@ from aiaudio.quickstart import TEST_SEED, TRAIN_SEED, EvalSettings, task_clips
 from core.errors import UsageError
 
 
+EVALUATIONS = ("fewshot", "probe")     # what compare can run; CompareSettings.evaluations picks
+
+
 @dataclass
 class CompareSettings(EvalSettings):
     """Evaluation settings (the quickstart's few-shot settings for the synthetic tasks, plus
@@ -46,6 +49,7 @@ class CompareSettings(EvalSettings):
     val_fraction: float = 0.2         # of each class's training clips, for model selection
     test_fraction: float = 0.2        # real data: of each class's clips, for the probe's test
     batch_size: int = 256
+    evaluations: list[str] = field(default_factory=lambda: list(EVALUATIONS))  # which to run, in order
     cache_mb: float = 2048.0          # in-memory log-mel cache per task and front end
     device: str = "cpu"
 
@@ -72,6 +76,10 @@ class CompareSettings(EvalSettings):
         if not 0 < self.test_fraction < 1 or self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(f"compare settings: test_fraction={self.test_fraction} must lie in (0, 1) with "
                               f"val_fraction + test_fraction < 1")
+        unknown = [e for e in self.evaluations if e not in EVALUATIONS]
+        if not self.evaluations or unknown or len(set(self.evaluations)) != len(self.evaluations):
+            raise ConfigError(f"compare settings: evaluations={self.evaluations!r} must list fewshot and/or probe, "
+                              f"each once")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"compare settings: device={self.device!r} must be 'cpu' or 'cuda'")
 
@@ -201,7 +209,7 @@ def probe_ci95(accuracy: float, n: int) -> float:
 
 def evaluate_model(encoder: Any, sources: Sources, learns: bool, fixed: Sequence[float],
                    settings: CompareSettings, progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Few-shot and probe scores of one model on one task.
+    """Few-shot and probe scores of one model on one task (those of ``settings.evaluations``).
 
     Args:
         encoder: the frozen encoder (moved to ``settings.device``).
@@ -210,13 +218,22 @@ def evaluate_model(encoder: Any, sources: Sources, learns: bool, fixed: Sequence
         fixed: ``(K,)`` the descriptor the model was pre-trained with (used when not ``learns``).
 
     Returns:
-        ``{"fewshot": {...}, "probe": {...}}``, each with ``accuracy``, ``ci95`` (fractions),
+        ``{"fewshot": {...}, "probe": {...}}`` (the evaluations asked for), each with ``accuracy``, ``ci95`` (fractions),
         ``descriptor`` (the learned one, or None for a fixed descriptor) and details.
     """
-    from core.downstream.fewshot import FewShotConfig, run_fewshot
-    from core.downstream.probe import ProbeConfig, fit_probe
-
     encoder = encoder.to(settings.device)
+    scores: dict[str, dict[str, Any]] = {}
+    if "fewshot" in settings.evaluations:
+        scores["fewshot"] = _fewshot(encoder, sources, learns, fixed, settings, progress)
+    if "probe" in settings.evaluations:
+        scores["probe"] = _probe(encoder, sources, learns, fixed, settings, progress)
+    return scores
+
+
+def _fewshot(encoder: Any, sources: Sources, learns: bool, fixed: Sequence[float], settings: CompareSettings,
+             progress: bool) -> dict[str, Any]:
+    from core.downstream.fewshot import FewShotConfig, run_fewshot
+
     spec = "dataset" if learns else "fixed:" + ",".join(f"{float(v):g}" for v in fixed)
     config = FewShotConfig(ways=sources.ways, shots=sources.shots, queries=settings.queries,
                            episodes=settings.episodes, seed=settings.seed, descriptor=spec,
@@ -228,6 +245,13 @@ def evaluate_model(encoder: Any, sources: Sources, learns: bool, fixed: Sequence
                "queries": config.queries, "episodes": shot.episodes, "descriptor_mode": shot.descriptor_mode,
                "descriptor": [round(v, 4) for v in shot.descriptor] if learns else None,
                "wall_s": shot.wall_s}
+    return fewshot
+
+
+def _probe(encoder: Any, sources: Sources, learns: bool, fixed: Sequence[float], settings: CompareSettings,
+           progress: bool) -> dict[str, Any]:
+    from core.downstream.probe import ProbeConfig, fit_probe
+
     probe_config = ProbeConfig(descriptor="learned" if learns else "fixed",
                                fixed=None if learns else [float(v) for v in fixed],
                                lrs=list(settings.probe_lrs), weight_decays=list(settings.probe_weight_decays),
@@ -242,4 +266,4 @@ def evaluate_model(encoder: Any, sources: Sources, learns: bool, fixed: Sequence
              "descriptor": [round(v, 4) for v in fitted.descriptor] if learns else None,
              "lr": fitted.lr, "weight_decay": fitted.weight_decay, "val_score": fitted.val_score,
              "wall_s": fitted.wall_s}
-    return {"fewshot": fewshot, "probe": probe}
+    return probe

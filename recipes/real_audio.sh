@@ -68,8 +68,8 @@ CORPUS="${CORPUS:-$OUT/corpus}"
 echo "== corpus: $CORPUS"
 "$PYTHON" -m aiaudio.corpus "$CORPUS"
 
-args=(--out "$OUT" --config "$CONFIG" --models simclr ai_simclr --no-synthetic --episodes "$EPISODES" --queries 5
-      --dataset-seconds 1.5)
+args=(--out "$OUT" --config "$CONFIG" --models simclr ai_simclr --no-synthetic --evaluations fewshot
+      --episodes "$EPISODES" --queries 5 --dataset-seconds 1.5)
 for task in pitch instrument speaker word; do
     args+=(--dataset "$task=folder:$CORPUS/tasks/$task")
 done

@@ -238,6 +238,23 @@ def test_finished_runs_are_reused(finished, capsys):
                     progress=False)
 
 
+def test_evaluations_can_be_chosen(tmp_path, capsys):
+    folder = write_folder_dataset(tmp_path / "f", classes=10, clips=3)
+    out = tmp_path / "out"
+    rc = aiaudio_main(["compare", "--out", str(out), "--models", "ai_simclr", "--no-synthetic", "--no-calibration",
+                       "--dataset", f"tones=folder:{folder}", "--evaluations", "fewshot", *FLAGS, *OVERRIDES])
+    assert rc == 0
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["results"]) == ["fewshot"] and report["settings"]["evaluations"] == ["fewshot"]
+    assert set(report["results"]["fewshot"]) == {"ai_simclr", "ai_simclr_ones"}
+    assert set(report["results"]["fewshot"]["ai_simclr"]) == {"tones"}
+    text = (out / "comparison.md").read_text()
+    assert "## Few-shot" in text and "## Linear probe" not in text
+    assert "tones" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="evaluations"):
+        CompareSettings(evaluations=[])
+
+
 def test_dataset_tasks_are_named_by_dataset_or_by_name_given(tmp_path):
     from aiaudio.compare import open_datasets
 
