@@ -69,7 +69,7 @@ echo "== corpus: $CORPUS"
 "$PYTHON" -m aiaudio.corpus "$CORPUS"
 
 args=(--out "$OUT" --config "$CONFIG" --models simclr ai_simclr --no-synthetic --evaluations fewshot
-      --episodes "$EPISODES" --queries 5 --dataset-seconds 1.5)
+      --episodes "$EPISODES" --queries 5 --dataset-seconds 1.5 --train-episodes 200 --inner-steps 60)
 for task in pitch instrument speaker word; do
     args+=(--dataset "$task=folder:$CORPUS/tasks/$task")
 done

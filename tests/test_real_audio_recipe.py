@@ -48,7 +48,7 @@ def test_recipe_builds_the_corpus_then_compares_on_its_four_tasks(tmp_path):
     args = build_parser().parse_args(calls[1][2:])
     assert args.models == ["simclr", "ai_simclr"] and args.no_synthetic and args.calibration
     assert args.episodes == 40 and args.probe_epochs == 3 and args.dataset_seconds == 1.5 and args.queries == 5
-    assert args.evaluations == ["fewshot"]
+    assert args.evaluations == ["fewshot"] and (args.train_episodes, args.inner_steps) == (200, 60)
     assert args.dataset == [f"{t}=folder:{out}/corpus/tasks/{t}" for t in ("pitch", "instrument", "speaker", "word")]
     assert args.overrides == [f"data.dataset=files:{out}/corpus/pool", f"data.monitor=folder:{out}/corpus/monitor",
                               "train.steps=200"]
