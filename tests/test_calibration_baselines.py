@@ -1,38 +1,27 @@
 """Calibration baselines of ``--encoder``: ``logmel-stats`` / ``band-stats`` (band mean and std,
 no training) and ``untrained:<arch>`` (seeded random weights), with the ``frontend=PATH``
 option, through the core reader, both modalities and the audio downstream commands."""
-import argparse
 import json
 
 import pytest
 import torch
 
-from aiaudio.cli_downstream import add_downstream_commands
 from aiaudio.data.synthetic import SyntheticConfig, synthesise_batch
 from aiaudio.downstream_setup import read_encoder
 from aiaudio.frontend import Frontend, FrontendConfig
 from aiaudio.space import audio_space
 from core import InvarianceSpace, build_encoder
-from core.cli import run_cli
 from core.encoders.band_stats import BandStatsEncoder
 from core.encoders.calibration import build_untrained, parse_calibration
 from core.encoders.file_checks import EncoderFileError, EncoderFileMissing
 from core.encoders.serialise import read_encoder_option, save_encoder
 from core.errors import UserError
+from tests.test_cli_downstream import COMMON, SR, run  # the audio downstream CLI as the tests call it
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SR = 8000
-DATA = "synthetic?n_clips=30&seconds=0.5&label=pitch"
-COMMON = ["--dataset", DATA, "--seconds", "0.5", "--no-progress"]
 FEWSHOT = ["--split", "all", "--ways", "3", "--shots", "1", "--queries", "2", "--episodes", "4",
            "--descriptor", "fixed:ones"]
-
-
-def run(argv):
-    parser = argparse.ArgumentParser(prog="aiaudio")
-    add_downstream_commands(parser.add_subparsers())
-    return run_cli(parser, argv)
 
 
 @pytest.fixture(scope="module")
