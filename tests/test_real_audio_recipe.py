@@ -61,6 +61,7 @@ def test_recipe_builds_the_corpus_then_compares_on_its_four_tasks(tmp_path):
 def test_recipe_config_is_valid_and_within_the_cpu_budget():
     config = load_config(str(REPO / "recipes" / "real_audio.yaml"))
     assert config.encoder.name == "hyper_resnet18" and config.train.batch_size == 64
+    assert config.encoder.kwargs == {"width": 32, "bands": 2}
     assert config.data["seconds"] == 1.0 and config.data["dataset"].startswith("files:")
 
 
