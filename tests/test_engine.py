@@ -84,6 +84,29 @@ def test_descriptors_are_seeded_by_seed_and_step(run):
     assert descriptor_for_step(half, space, 0).tolist() == [0.5] * space.dim
 
 
+def test_ones_fraction_mixes_the_all_ones_descriptor_into_the_draws():
+    from aiaudio.space import audio_space
+
+    space = audio_space()
+    uniform = load_config(None, [])
+    mixed = load_config(None, ["descriptor.ones_fraction=0.5"])
+    ones = space.ones().tolist()
+    drawn = [descriptor_for_step(mixed, space, step).tolist() for step in range(400)]
+    share = sum(d == ones for d in drawn) / len(drawn)
+    assert 0.4 < share < 0.6                                         # 0.5 + 1/120 of the rest, 400 draws
+    assert all(space.index_of(torch.tensor(d)) >= 0 for d in drawn)  # still binary descriptors of the space
+    assert [descriptor_for_step(mixed, space, s).tolist() for s in range(20)] == drawn[:20]   # seeded by step
+    # 0 keeps the uniform draws exactly as before
+    plain = [descriptor_for_step(uniform, space, step).tolist() for step in range(400)]
+    assert sum(d == ones for d in plain) < 12
+    # fixed mode ignores it; values outside [0, 1) are refused
+    fixed = load_config(None, ["descriptor.mode=fixed", "descriptor.ones_fraction=0.3"])
+    assert descriptor_for_step(fixed, space, 3).tolist() == ones
+    for bad in ("1.0", "-0.1", "true"):
+        with pytest.raises(ConfigError, match="descriptor.ones_fraction"):
+            load_config(None, [f"descriptor.ones_fraction={bad}"])
+
+
 def test_checkpoint_contents_load_weights_only(run):
     config, modality, result = run
     ckpt = torch.load(result.checkpoint, weights_only=True)

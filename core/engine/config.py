@@ -42,10 +42,14 @@ class DescriptorConfig:
         active: for ``fixed``, the same by name: the space entries that are on (a
             single-invariance baseline such as audio's frequency-only
             ``[pitch_shift, fade_in, fade_out, noise]`` or vision's ``[appearance]``).
+        ones_fraction: for ``sample``, the share of steps that use the all-ones descriptor
+            (every augmentation on) instead of a uniform draw; 0 = uniform over the space (the
+            paper). Ignored by ``fixed``, so one comparison config can carry it for every model.
     """
     mode: Literal["sample", "fixed"] = "sample"
     fixed: list[float] | None = None
     active: list[str] | None = None
+    ones_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("fixed", "active"):
@@ -54,6 +58,9 @@ class DescriptorConfig:
         require(self.fixed is None or self.active is None,
                  "descriptor.fixed and descriptor.active both set; give the descriptor one way")
         require(self.active is None or len(self.active) > 0, "descriptor.active must name at least one entry")
+        require(not isinstance(self.ones_fraction, bool) and isinstance(self.ones_fraction, (int, float))
+                and 0.0 <= self.ones_fraction < 1.0,
+                f"descriptor.ones_fraction={self.ones_fraction!r} must lie in [0, 1)")
 
     def check(self, space: InvarianceSpace) -> None:
         """Raise ConfigError unless ``fixed``/``active`` fit ``space`` (length K, values in [0, 1],

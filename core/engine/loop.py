@@ -94,7 +94,11 @@ def descriptor_for_step(config: PretrainConfig, space: InvarianceSpace, step: in
     """The ``(K,)`` descriptor of 0-based step ``step``: identical on every rank."""
     if config.descriptor.mode == "fixed":
         return config.descriptor.fixed_descriptor(space)
-    return space.sample(torch.Generator().manual_seed(derive_seed(config.seed, DESCRIPTOR_STREAM, step)))
+    generator = torch.Generator().manual_seed(derive_seed(config.seed, DESCRIPTOR_STREAM, step))
+    share = config.descriptor.ones_fraction
+    if share > 0 and float(torch.rand((), generator=generator)) < share:
+        return space.ones()
+    return space.sample(generator)
 
 
 def pretrain(config: PretrainConfig, modality: Modality, resume: bool = False, progress: bool = True
