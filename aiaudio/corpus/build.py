@@ -32,6 +32,8 @@ import numpy as np
 from aiaudio.corpus import sources as src
 from aiaudio.corpus.midi import Note
 from aiaudio.data.audio_io import decode_audio, write_audio
+from aiaudio.data.formats import EXTENSIONS
+from core.fileio import atomic_write
 
 SENTENCES = (
     "The quick brown fox jumps over the lazy dog.", "Please call me back after lunch.",
@@ -132,9 +134,10 @@ def _copy_files(w: _Writer, files: list[Path], folder: str, cfg: CorpusConfig, s
             w.clip(folder, f"{path.stem}_{k:02d}", piece)
 
 
-def _audio_files(folder: Path, recursive: bool = False) -> list[Path]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in found if p.is_file() and p.suffix.lower() in (".wav", ".ogg", ".flac"))
+def _audio_files(folder: Path) -> list[Path]:
+    """The audio files directly in ``folder`` (not in its sub-folders: hedgewars keeps its
+    evaluation-only voice packs under ``Sounds/voices``), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
 
 
 def _render_program(w: _Writer, cfg: CorpusConfig, program: int, notes: list[Note], names: list[tuple[str, str]],
@@ -228,16 +231,17 @@ def build_corpus(out: str | Path, config: CorpusConfig | None = None,
         packs = sorted(p for p in voices.iterdir() if p.is_dir()) if voices.is_dir() else []
         if not packs:
             raise src.SourceError(f"{voices}: no voice packs; install hedgewars-data")
-        said: dict[str, list[tuple[str, Path]]] = defaultdict(list)
+        said: dict[str, list[tuple[str, str, np.ndarray]]] = defaultdict(list)   # phrase -> (pack, take, wave)
         for pack in packs:
             for path in _audio_files(pack):
-                w.clip(f"tasks/speaker/hw_{pack.name.lower()}", path.stem, decode_audio(path, cfg.sample_rate))
+                wave = decode_audio(path, cfg.sample_rate)
+                w.clip(f"tasks/speaker/hw_{pack.name.lower()}", path.stem, wave)
                 if pack.name in ENGLISH_PACKS:
-                    said[_phrase(path.stem)].append((pack.name, path))
+                    said[_phrase(path.stem)].append((pack.name, path.stem, wave))
         for phrase, takes in sorted(said.items()):
-            if phrase and len({pack for pack, _ in takes}) >= cfg.word_min_packs:
-                for pack, path in takes:
-                    w.clip(f"tasks/word/{phrase}", f"{pack.lower()}_{path.stem}", decode_audio(path, cfg.sample_rate))
+            if phrase and len({pack for pack, _, _ in takes}) >= cfg.word_min_packs:
+                for pack, take, wave in takes:
+                    w.clip(f"tasks/word/{phrase}", f"{pack.lower()}_{take}", wave)
         for voice in src.festival_voices(root):
             for k in range(cfg.speaker_sentences):
                 wav = tmp / "speech.wav"
@@ -256,9 +260,7 @@ def build_corpus(out: str | Path, config: CorpusConfig | None = None,
     result = {"config": json.loads(json.dumps(asdict(cfg))), "clips": counts, "classes": classes,
               "packages": {k: {"licence": v[0], "use": v[1]} for k, v in src.PACKAGES.items()},
               "skipped": skipped, "seconds": round(time.perf_counter() - start, 1)}
-    tmp_manifest = manifest.with_suffix(".json.tmp")
-    tmp_manifest.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_manifest.replace(manifest)
+    atomic_write(manifest, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
     log(f"corpus: {counts} in {result['seconds']:.0f} s; {len(skipped)} source(s) skipped")
     return result
 
