@@ -119,27 +119,26 @@ def _calibration_rows(base: Any, loaded: dict[str, tuple[Any, Any, bool, list[fl
 
     ``untrained`` is the base config's architecture and options (``base``: the validated base
     config) with weights seeded by its ``seed``. Each row's ``encoder`` record is the
-    ``--encoder`` value that rebuilds it in ``aiaudio probe`` / ``fewshot`` / ``measure``.
+    ``--encoder`` value that rebuilds it in ``aiaudio probe`` / ``fewshot`` / ``measure``, and
+    the row is built from that value by the same reader.
     """
+    from aiaudio.downstream_setup import read_encoder
     from aiaudio.modality import AudioModality
-    from core.encoders.band_stats import BandStatsEncoder
-    from core.encoders.calibration import build_untrained
 
     encoder, frontend, _, _ = loaded[first]
-    space = encoder.space
-    ones = [1.0] * space.dim
+    ones = [1.0] * encoder.space.dim
     default_name, default_kwargs = AudioModality.default_encoder(None)  # type: ignore[arg-type]  # no state used
     name = base.encoder.name or default_name
     kwargs = {**default_kwargs, **base.encoder.kwargs}
-    rows = {"logmel_stats": (BandStatsEncoder(space, in_chans=1, bands=frontend.config.n_mels), frontend, False, ones),
-            "untrained": (build_untrained(name, space, base.seed, **kwargs), frontend, False, ones)}
+    values = {"logmel_stats": f"logmel-stats?frontend={first_path}",
+              "untrained": f"untrained:{name}?{_option_value({**kwargs, 'seed': base.seed})}&frontend={first_path}"}
+    rows = {row: (read_encoder(value, "cpu")[0], frontend, False, ones) for row, value in values.items()}
     common = {"kind": "calibration", "frontend_of": first, "reused": False, "pretrain_s": None,
               "learns_descriptor": False, "fixed_descriptor": ones, "method": None, "steps": 0, "batch_size": None}
     info = {"logmel_stats": {**common, "label": LABELS["logmel_stats"], "encoder_name": "band_stats", "seed": None,
-                             "encoder": f"logmel-stats?frontend={first_path}"},
+                             "encoder": values["logmel_stats"]},
             "untrained": {**common, "label": LABELS["untrained"], "encoder_name": name, "seed": base.seed,
-                          "encoder": f"untrained:{name}?{_option_value({**kwargs, 'seed': base.seed})}"
-                                     f"&frontend={first_path}"}}
+                          "encoder": values["untrained"]}}
     return rows, info
 
 

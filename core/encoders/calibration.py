@@ -144,12 +144,10 @@ def borrowed_extra(spec: CalibrationSpec, space: InvarianceSpace) -> dict[str, A
         EncoderFileMissing / EncoderFileError: no such file, a directory, a damaged or
             foreign file, or another space (names the value and the file).
     """
-    from core.encoders.serialise import _encoder_payload, _read
+    from core.encoders.serialise import _encoder_payload, _read, existing_encoder_file
 
     if spec.frontend is None:
         return {}
-    from core.encoders.serialise import existing_encoder_file
-
     path = existing_encoder_file(spec.frontend, f"--encoder {spec.value}: frontend={spec.frontend}",
                                  "whose input pipeline to use")
     payload = _encoder_payload(_read(path), path)
