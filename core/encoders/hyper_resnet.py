@@ -1,6 +1,7 @@
 """Hyper-ResNet: a ResNet whose block kernels are generated from the invariance descriptor.
 
-The stem convolution and every BatchNorm are ordinary parameters. Each residual block has
+The stem convolution and every BatchNorm are ordinary parameters (``norm="descriptor"``:
+BatchNorm with running statistics per descriptor, :mod:`core.encoders.descriptor_norm`). Each residual block has
 an embedding ``Linear(K -> E)`` and one :class:`~core.hyper.KernelGenerator` per
 convolution (including the projection shortcut). Kernels are generated once per distinct
 descriptor in the batch; :meth:`HyperResNet.specialise` bakes them into a plain
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from core.encoders.base import DescriptorGroups, InvarianceEncoder, group_descriptors
+from core.encoders.descriptor_norm import DescriptorBatchNorm2d, make_norm, normalise
 from core.encoders.resnet import STAGE_DEPTHS, ResNet, init_resnet_, make_pool, make_stem, stage_plan
 from core.hyper import HyperConv2d, centre_embedding
 from core.invariance import InvarianceSpace
@@ -30,11 +32,13 @@ class HyperBlock(nn.Module):
         inplanes, planes, stride: as in torchvision's blocks.
         space_dim: K, the descriptor length.
         embed_dim: E, size of this block's descriptor embedding.
+        norm: ``"batch"`` or ``"descriptor"`` (see :func:`~core.encoders.descriptor_norm.make_norm`).
         **generator: ``hidden_dim``, ``form``, ``base_fraction`` for every generator.
     """
 
     def __init__(
-        self, kind: str, inplanes: int, planes: int, stride: int, space_dim: int, embed_dim: int, **generator
+        self, kind: str, inplanes: int, planes: int, stride: int, space_dim: int, embed_dim: int,
+        norm: str = "batch", **generator
     ) -> None:
         super().__init__()
         outplanes = planes * EXPANSION[kind]
@@ -47,25 +51,25 @@ class HyperBlock(nn.Module):
         for j, (cin, cout, k, s) in enumerate(specs, start=1):
             conv = HyperConv2d(cin, cout, k, s, k // 2, embed_dim=embed_dim, **generator)
             setattr(self, f"conv{j}", conv)
-            setattr(self, f"bn{j}", nn.BatchNorm2d(cout))
+            setattr(self, f"bn{j}", make_norm(norm, cout, space_dim))
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.ModuleList | None = None
         if stride != 1 or inplanes != outplanes:
             shortcut = HyperConv2d(inplanes, outplanes, 1, stride, 0, embed_dim=embed_dim, **generator)
-            self.downsample = nn.ModuleList([shortcut, nn.BatchNorm2d(outplanes)])
+            self.downsample = nn.ModuleList([shortcut, make_norm(norm, outplanes, space_dim)])
 
     def forward(self, x: Tensor, groups: DescriptorGroups) -> Tensor:
         """``(B, inplanes, H, W)`` sorted by group -> ``(B, planes*expansion, H', W')``."""
         e = self.embed(groups.descriptors)
         out = x
         for j in range(1, self.num_convs + 1):
-            out = getattr(self, f"bn{j}")(getattr(self, f"conv{j}")(out, e, groups))
+            out = normalise(getattr(self, f"bn{j}"), getattr(self, f"conv{j}")(out, e, groups), groups)
             if j < self.num_convs:
                 out = self.relu(out)
         identity = x
         if self.downsample is not None:
             conv, bn = self.downsample
-            identity = bn(conv(x, e, groups))
+            identity = normalise(bn, conv(x, e, groups), groups)
         return self.relu(out + identity)
 
     def hyper_convs(self) -> Iterator[tuple[str, HyperConv2d]]:
@@ -92,6 +96,8 @@ class HyperResNet(InvarianceEncoder):
             px images); see ``core.encoders.resnet.STEMS``.
         bands: rows kept by the final pooling (``core.encoders.resnet.make_pool``; 1 = global
             average pooling, the paper's).
+        norm: ``"batch"`` (ordinary BatchNorm, the paper's) or ``"descriptor"`` (running
+            statistics per descriptor, :class:`~core.encoders.descriptor_norm.DescriptorBatchNorm2d`).
     """
 
     def __init__(
@@ -106,6 +112,7 @@ class HyperResNet(InvarianceEncoder):
         base_fraction: float = 0.5,
         stem: str = "standard",
         bands: int = 1,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if depth not in BLOCK_KINDS:
@@ -122,15 +129,16 @@ class HyperResNet(InvarianceEncoder):
             "base_fraction": base_fraction,
             "stem": stem,
             "bands": bands,
+            "norm": norm,
         }
         kind = BLOCK_KINDS[depth]
         self.conv1, self.maxpool = make_stem(in_chans, width, stem)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = make_norm(norm, width, space.dim)
         self.relu = nn.ReLU(inplace=True)
         gen = {"hidden_dim": hidden_dim, "form": generator, "base_fraction": base_fraction}
         plan = iter(stage_plan(depth, width, EXPANSION[kind]))
         for stage, count in enumerate(STAGE_DEPTHS[depth]):
-            blocks = [HyperBlock(kind, *next(plan), space.dim, embed_dim, **gen) for _ in range(count)]
+            blocks = [HyperBlock(kind, *next(plan), space.dim, embed_dim, norm, **gen) for _ in range(count)]
             setattr(self, f"layer{stage + 1}", nn.ModuleList(blocks))
         self.avgpool = make_pool(bands)
         self.num_features = width * 8 * EXPANSION[kind] * bands
@@ -157,7 +165,7 @@ class HyperResNet(InvarianceEncoder):
         inv = self.check_descriptor(inv, x)
         groups = group_descriptors(inv, x.shape[0])
         x = groups.sort(x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(normalise(self.bn1, self.conv1(x), groups)))
         for _, block in self.blocks():
             x = block(x, groups)
         return groups.unsort(torch.flatten(self.avgpool(x), 1))
@@ -177,16 +185,23 @@ class HyperResNet(InvarianceEncoder):
     def specialise(self, inv: Tensor) -> ResNet:
         """A plain :class:`ResNet` with the kernels for ``inv`` ``(K,)`` baked in.
 
-        Stem and BatchNorm parameters and running statistics are copied; the result has the
+        Stem and BatchNorm parameters and running statistics are copied (descriptor BatchNorm:
+        its statistics for ``inv``); the result has the
         same device, dtype and train/eval mode as this encoder, and in eval mode
         ``specialise(d)(x)`` equals ``self(x, d)``.
         """
         state = {
             key: value
             for key, value in self.state_dict().items()
-            if ".generator." not in key and ".embed." not in key
+            if ".generator." not in key and ".embed." not in key and ".corner_" not in key
         }
         state.update({f"{path}.weight": k for path, k in self.generate_kernels(inv).items()})
+        single = self._single_descriptor(inv)
+        with torch.no_grad():
+            for path, module in self.named_modules():
+                if isinstance(module, DescriptorBatchNorm2d):
+                    mean, var = module.statistics(single)
+                    state[f"{path}.running_mean"], state[f"{path}.running_var"] = mean, var
         plain = ResNet(self.depth, self.config["in_chans"], self.config["width"], self.config["stem"],
                        self.config["bands"])
         plain = plain.to(self.conv1.weight)
@@ -208,7 +223,7 @@ class HyperResNet(InvarianceEncoder):
 
 def hyper_resnet18(space: InvarianceSpace, **kwargs) -> HyperResNet:
     """Hyper-ResNet18 (audio default). kwargs: in_chans, width, embed_dim, hidden_dim,
-    generator, base_fraction, stem, bands."""
+    generator, base_fraction, stem, bands, norm."""
     return HyperResNet(space, depth=18, **kwargs)
 
 
