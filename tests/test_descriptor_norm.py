@@ -7,11 +7,14 @@ from torch import nn
 
 from aiaudio.modality import make_audio_modality
 from core import InvarianceSpace, build_encoder
+from core.config import ConfigError
 from core.downstream.descriptor_grad import GRAD_MODES, features_with_descriptor_grad
 from core.encoders.base import group_descriptors
 from core.encoders.descriptor_norm import DescriptorBatchNorm2d, corner_weights, hypercube_corners, make_norm
 from core.encoders.serialise import read_encoder_file, save_encoder
 from core.engine import pretrain
+from core.engine.build import build_run_method
+from core.engine.distributed import DistContext
 from tests.engine_helpers import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread per module
@@ -174,3 +177,14 @@ def test_pretraining_with_descriptor_norm_fills_the_drawn_corners(tmp_path):
     seen = set(torch.nonzero(enc.bn1.corner_weight).flatten().tolist())
     assert seen == drawn and enc.bn1.corner_weight.sum().item() == pytest.approx(3.0)
     assert space.dim == 7 and enc.config["norm"] == "descriptor"
+
+
+def test_sync_batch_norm_is_refused_with_descriptor_norm(tmp_path):
+    """SyncBatchNorm conversion would replace the per-descriptor statistics with shared ones."""
+    overrides = ("encoder.kwargs={width: 4, norm: descriptor}", "method.batch_norm=sync")
+    config = tiny_config(tmp_path / "run", *overrides)
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    with pytest.raises(ConfigError, match="batch_norm=sync .* norm: descriptor"):
+        build_run_method(config, make_audio_modality(config), ctx)
+    plain = tiny_config(tmp_path / "run", "encoder.kwargs={width: 4}", "method.batch_norm=sync")
+    assert build_run_method(plain, make_audio_modality(plain), ctx) is not None

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from core.config import ConfigError
+from core.encoders.descriptor_norm import DescriptorBatchNorm2d
 from core.encoders.registry import build_encoder
 from core.engine.config import PretrainConfig
 from core.engine.distributed import DistContext
@@ -51,6 +52,10 @@ def build_run_method(config: PretrainConfig, modality: Modality, ctx: DistContex
         if not fixed or not bool((config.descriptor.fixed_descriptor(modality.space) == 1).all()):
             raise ConfigError("method looc pre-trains with every augmentation on: set descriptor.mode: fixed "
                               "with neither descriptor.fixed nor descriptor.active")
+    if config.method.batch_norm == "sync" and any(isinstance(m, DescriptorBatchNorm2d) for m in method.modules()):
+        raise ConfigError("method.batch_norm=sync turns every BatchNorm into SyncBatchNorm, which keeps no "
+                          "statistics per descriptor: use it with encoder norm: batch, or keep encoder norm: "
+                          "descriptor with method.batch_norm: shuffle or local")
     if ctx.distributed and config.method.batch_norm == "sync":
         if cuda:
             method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
