@@ -89,11 +89,20 @@ def test_eval_normalises_each_descriptor_with_its_own_statistics():
 
 
 def test_momentum_updates_and_errors():
-    bn, _, b, data = _two_descriptor_norm(momentum=0.1)
-    expected = torch.zeros(2)
-    for x in data["b"]:
-        expected = 0.9 * expected + 0.1 * x.mean(dim=(0, 2, 3))
+    bn, _, b, data = _two_descriptor_norm(momentum=0.4)
+    # cumulative over a corner's first 1 / momentum = 2.5 updates, then exponential: the
+    # second update has rate max(1/2, 0.4), the third max(1/3, 0.4)
+    gen = torch.Generator().manual_seed(9)
+    extra = -2.0 + 2.0 * torch.randn(16, 2, 3, 3, generator=gen)
+    bn.train()(extra, group_descriptors(b, 16))
+    m = [x.mean(dim=(0, 2, 3)) for x in (*data["b"], extra)]
+    expected = 0.6 * (m[0] + 0.5 * (m[1] - m[0])) + 0.4 * m[2]
     torch.testing.assert_close(bn.corner_mean[_corner_index(b)], expected)
+    # the ordinary running statistics keep nn.BatchNorm2d's exponential average from 0
+    shared = torch.zeros(2)
+    for x in [*data["a"], *data["b"], extra]:
+        shared = 0.6 * shared + 0.4 * x.mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, shared)
     with pytest.raises(ValueError, match=r"descriptor length in \[1, 12\]"):
         DescriptorBatchNorm2d(4, 13)
     with pytest.raises(ValueError, match="norm must be one of"):

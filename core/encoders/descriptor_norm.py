@@ -8,7 +8,10 @@ every descriptor is then normalised with that mixture rather than with its own s
 :class:`DescriptorBatchNorm2d` keeps running statistics per corner of the binary hypercube
 ``{0, 1}^K`` (``2^K`` rows; the pre-training descriptors are corners). A step updates the
 corners of its descriptor with multilinear weights ``w_c(d) = prod_k d_k^c_k (1 - d_k)^(1 - c_k)``
-(a binary descriptor: exactly its own corner). At evaluation the statistics for ``d`` are the
+(a binary descriptor: exactly its own corner): a cumulative average over a corner's first
+``1 / momentum`` updates, an exponential one with rate ``momentum`` after (with 128 corners
+a corner is drawn every ~128 steps, so an exponential average from the start would keep
+most of its initial value for thousands of steps). At evaluation the statistics for ``d`` are the
 moments of the mixture of the corner distributions with the same weights::
 
     mean(d) = sum_c w_c(d) mean_c
@@ -54,7 +57,8 @@ class DescriptorBatchNorm2d(nn.BatchNorm2d):
     Args:
         num_features: C, the channels.
         space_dim: K, the descriptor length (at most 12).
-        eps, momentum: as ``nn.BatchNorm2d`` (``momentum=None``: cumulative averages).
+        eps, momentum: as ``nn.BatchNorm2d`` (``momentum=None``: cumulative averages; the
+            corner statistics average cumulatively until ``1 / momentum`` updates either way).
     """
 
     def __init__(self, num_features: int, space_dim: int, eps: float = 1e-5, momentum: float | None = 0.1) -> None:
@@ -113,10 +117,11 @@ class DescriptorBatchNorm2d(nn.BatchNorm2d):
             mean, var = flat.mean(dim=1), flat.var(dim=1, unbiased=True)
             w = corner_weights(descriptor.detach().unsqueeze(0), self.corners)[0]
             self.corner_weight.add_(w)
-            if self.momentum is None:
-                rate = torch.where(self.corner_weight > 0, w / self.corner_weight.clamp_min(1e-12), 0.0)
-            else:
-                rate = self.momentum * w
+            # cumulative average until a corner has 1 / momentum updates' weight, then the usual
+            # exponential average: a rarely drawn corner is not left near its initial 0 / 1
+            rate = torch.where(self.corner_weight > 0, w / self.corner_weight.clamp_min(1e-12), 0.0)
+            if self.momentum is not None:
+                rate = torch.maximum(rate, self.momentum * w)
             rate = rate.unsqueeze(1).to(self.corner_mean.dtype)
             self.corner_mean.lerp_(mean.to(self.corner_mean.dtype).expand_as(self.corner_mean), rate)
             self.corner_var.lerp_(var.to(self.corner_var.dtype).expand_as(self.corner_var), rate)
