@@ -89,7 +89,7 @@ def test_untrained_is_seeded_and_leaves_the_global_random_state_alone(encoder_fi
     b, _ = read_encoder("untrained:resnet18?width=8&seed=3", "cpu")
     c, _ = read_encoder("untrained:resnet18?width=8&seed=4", "cpu")
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert a.name == "resnet18" and a.config == {"in_chans": 1, "width": 8, "stem": "standard", "bands": 1} and extra == {}
+    assert a.name == "resnet18" and a.config == {"in_chans": 1, "width": 8, "stem": "standard", "bands": 1, "norm": "batch"} and extra == {}
     assert not a.training
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

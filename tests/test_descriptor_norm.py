@@ -107,6 +107,11 @@ def test_momentum_updates_and_errors():
         DescriptorBatchNorm2d(4, 13)
     with pytest.raises(ValueError, match="norm must be one of"):
         make_norm("layer", 4, 2)
+    space = InvarianceSpace(["a", "b"], min_active=1)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        build_encoder("resnet18", space, width=4, norm="layer")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        build_encoder("hyper_resnet18", space, width=4, norm="layer")
     with pytest.raises(ValueError, match="more than one value per channel"):
         bn.train()(torch.ones(1, 2, 1, 1), group_descriptors(b, 1))
 

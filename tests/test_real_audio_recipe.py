@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from torch import nn
+
+from aiaudio.baselines import baseline_overrides
 from aiaudio.cli import build_parser
+from aiaudio.space import audio_space
+from core import build_encoder
+from core.encoders.descriptor_norm import DescriptorBatchNorm2d
 from core.engine.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,8 +67,19 @@ def test_recipe_builds_the_corpus_then_compares_on_its_four_tasks(tmp_path):
 def test_recipe_config_is_valid_and_within_the_cpu_budget():
     config = load_config(str(REPO / "recipes" / "real_audio.yaml"))
     assert config.encoder.name == "hyper_resnet18" and config.train.batch_size == 64
-    assert config.encoder.kwargs == {"width": 32, "bands": 2}
+    assert config.encoder.kwargs == {"width": 32, "bands": 2, "norm": "descriptor"}
+    assert config.train.steps == 6000  # about 30 minutes per model on 2 cores: inside the 60-minute budget
     assert config.data["seconds"] == 1.0 and config.data["dataset"].startswith("files:")
+
+
+@pytest.mark.parametrize("model", ["ai_simclr", "simclr"])
+def test_both_recipe_models_build_from_the_recipe_config(model):
+    """The plain SimCLR baseline shares encoder.kwargs with Hyper-ResNet (norm included)."""
+    config = load_config(str(REPO / "recipes" / "real_audio.yaml"), baseline_overrides(model))
+    encoder = build_encoder(config.encoder.name or "hyper_resnet18", audio_space(), in_chans=1, **config.encoder.kwargs)
+    norms = [type(m) for m in encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    expected = DescriptorBatchNorm2d if model == "ai_simclr" else nn.BatchNorm2d
+    assert norms and set(norms) == {expected} and encoder.config["norm"] == "descriptor"
 
 
 @pytest.mark.parametrize("env, message", [

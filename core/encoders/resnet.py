@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from core.encoders.base import InvarianceEncoder
+from core.encoders.descriptor_norm import NORMS
 from core.invariance import InvarianceSpace
 
 STAGE_DEPTHS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3)}
@@ -173,11 +174,16 @@ class ResNetEncoder(InvarianceEncoder):
     conditioned = False
 
     def __init__(self, space: InvarianceSpace, depth: int = 18, in_chans: int = 3, width: int = 64,
-                 stem: str = "standard", bands: int = 1) -> None:
+                 stem: str = "standard", bands: int = 1, norm: str = "batch") -> None:
+        """``norm`` is accepted so that one config serves a Hyper-ResNet and its plain baseline:
+        features that ignore the descriptor have one set of statistics, so ``"descriptor"`` is
+        ordinary BatchNorm here (see :mod:`core.encoders.descriptor_norm`)."""
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.space = space
         self.name = f"resnet{depth}"
-        self.config = {"in_chans": in_chans, "width": width, "stem": stem, "bands": bands}
+        self.config = {"in_chans": in_chans, "width": width, "stem": stem, "bands": bands, "norm": norm}
         self.net = ResNet(depth, in_chans, width, stem, bands)
         self.num_features = self.net.num_features
 
