@@ -113,13 +113,12 @@ class DescriptorBatchNorm2d(nn.BatchNorm2d):
         out = nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                        True, momentum, self.eps)
         with torch.no_grad():
-            flat = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
-            mean, var = flat.mean(dim=1), flat.var(dim=1, unbiased=True)
+            var, mean = torch.var_mean(x.detach().float(), dim=(0, 2, 3), correction=1)  # one pass, no copy
             w = corner_weights(descriptor.detach().unsqueeze(0), self.corners)[0]
             self.corner_weight.add_(w)
             # cumulative average until a corner has 1 / momentum updates' weight, then the usual
             # exponential average: a rarely drawn corner is not left near its initial 0 / 1
-            rate = torch.where(self.corner_weight > 0, w / self.corner_weight.clamp_min(1e-12), 0.0)
+            rate = w / self.corner_weight.clamp_min(1e-12)  # 0 wherever w is 0
             if self.momentum is not None:
                 rate = torch.maximum(rate, self.momentum * w)
             rate = rate.unsqueeze(1).to(self.corner_mean.dtype)
